@@ -1,0 +1,43 @@
+//! `[http]`: request limits and client address resolution.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::group::Cidr;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Peers whose forwarding header is believed (load balancers).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Header carrying the client address when the peer is trusted.
+    pub forwarded_header: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            workers: 0,
+            trusted_proxies: Vec::new(),
+            forwarded_header: "X-Forwarded-For".into(),
+        }
+    }
+}
+
+impl HttpSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(format!(
+                "http.max_body_bytes must be between 1024 and 16777216, got {}",
+                self.max_body_bytes
+            ));
+        }
+        actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str())
+            .map_err(|_| format!("http.forwarded_header {:?} is not a valid header name", self.forwarded_header))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Settings: defaults → TOML file → `ASAPD_*` environment → CLI flags.
+//!
+//! Nested keys use `__` in the environment (`ASAPD_KEYS__DEFAULT_ALGORITHM`).
+//! Everything is validated before anything starts, and every error says how
+//! to fix it.
+
+pub mod http;
+pub mod keys;
+pub mod master_key;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use self::http::HttpSettings;
+pub use self::keys::KeySettings;
+pub use self::master_key::Redacted;
+
+pub const ENV_PREFIX: &str = "ASAPD_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on; default 127.0.0.1:8080, or :8443 with `dev`.
+    pub listen: Option<SocketAddr>,
+    /// Holds the SQLite file, and with `dev` the master key and certificate.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data_dir>/asapd.db`.
+    pub database_url: Option<String>,
+    pub database_max_connections: u32,
+    /// Base64 of 32 random bytes. Prefer the environment over a file.
+    pub master_key: Option<Redacted>,
+    /// File holding the base64 master key.
+    pub master_key_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Local development: HTTPS with a self-signed certificate, generated
+    /// master key, admin bootstrap.
+    pub dev: bool,
+    /// `text` for humans, `json` for log shippers.
+    pub log_format: LogFormat,
+    pub keys: KeySettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            master_key: None,
+            master_key_file: None,
+            tls_cert: None,
+            tls_key: None,
+            dev: false,
+            log_format: LogFormat::Text,
+            keys: KeySettings::default(),
+            http: HttpSettings::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves lower layers in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+/// Top-level keys and the `[section]` keys we know, for the unknown
+/// environment variable warning.
+const KNOWN_ENV: &[&str] = &[
+    "CONFIG",
+    "LISTEN",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "MASTER_KEY",
+    "MASTER_KEY_FILE",
+    "TLS_CERT",
+    "TLS_KEY",
+    "DEV",
+    "LOG_FORMAT",
+    "LOG",
+    "KEYS__DEFAULT_ALGORITHM",
+    "KEYS__ROTATION_PERIOD_SECS",
+    "KEYS__CACHE_MAX_AGE_SECS",
+    "KEYS__REFRESH_INTERVAL_SECS",
+    "HTTP__MAX_BODY_BYTES",
+    "HTTP__WORKERS",
+    "HTTP__TRUSTED_PROXIES",
+    "HTTP__FORWARDED_HEADER",
+    // Read by the test suite only.
+    "TEST_POSTGRES_URL",
+];
+
+impl Settings {
+    /// Loads and validates the layered configuration. Returns the settings
+    /// and warnings (unknown variables) for the caller to log.
+    pub fn load(
+        config_file: Option<&Path>,
+        cli: &CliOverrides,
+    ) -> Result<(Settings, Vec<String>), ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist; fix --config / ASAPD_CONFIG or create it",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .ignore(&["CONFIG", "LOG", "TEST_POSTGRES_URL"]);
+        figment = figment.merge(env).merge(Serialized::defaults(cli));
+        let settings: Settings = figment.extract().map_err(|e| {
+            ConfigError(format!(
+                "{e}\n  hint: see the configuration reference in README.md; nested keys are \
+                 ASAPD_<SECTION>__<KEY> in the environment"
+            ))
+        })?;
+        settings.validate()?;
+        Ok((settings, unknown_env_warnings(std::env::vars().map(|(k, _)| k))))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.keys.validate().map_err(ConfigError)?;
+        self.http.validate().map_err(ConfigError)?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \
+                 ASAPD_TLS_CERT/ASAPD_TLS_KEY) or neither"
+                    .into(),
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError("database_max_connections must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let port = if self.dev { 8443 } else { 8080 };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("asapd.db").display()))
+    }
+
+    /// Certificate and key to serve HTTPS with, if any.
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ if self.dev => Some((
+                self.data_dir.join("dev-cert.pem"),
+                self.data_dir.join("dev-key.pem"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn unknown_env_warnings(vars: impl Iterator<Item = String>) -> Vec<String> {
+    vars.filter_map(|name| {
+        let rest = name.strip_prefix(ENV_PREFIX)?;
+        if KNOWN_ENV.contains(&rest) {
+            return None;
+        }
+        let close = KNOWN_ENV
+            .iter()
+            .find(|k| k.replace("__", "_") == rest || k.ends_with(rest) || rest.ends_with(*k));
+        Some(match close {
+            Some(k) => format!("unknown environment variable {name} is ignored; did you mean {ENV_PREFIX}{k}?"),
+            None => format!("unknown environment variable {name} is ignored; see the configuration reference in README.md"),
+        })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_about_unknown_variables_with_a_suggestion() {
+        let w = unknown_env_warnings(
+            ["ASAPD_LISTEN", "ASAPD_KEYS_DEFAULT_ALGORITHM", "ASAPD_NOPE", "PATH"]
+                .into_iter()
+                .map(String::from),
+        );
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("ASAPD_KEYS__DEFAULT_ALGORITHM"), "{w:?}");
+        assert!(w[1].contains("ASAPD_NOPE"));
+    }
+
+    #[test]
+    fn dev_changes_the_default_port() {
+        let mut s = Settings::default();
+        assert_eq!(s.listen_addr().port(), 8080);
+        s.dev = true;
+        assert_eq!(s.listen_addr().port(), 8443);
+        assert!(s.tls_paths().is_some());
+    }
+}

@@ -1,0 +1,240 @@
+//! Key pairs: generation, parsing, and the public encodings verifiers need
+//! (SPKI PEM for the ASAP key repository, JWK for JWKS consumers).
+//!
+//! The `rsa` crate is used for generation and parsing only; every private-key
+//! operation (signing) goes through jsonwebtoken's aws-lc backend, because
+//! `rsa` is not constant-time (RUSTSEC-2023-0071).
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::EncodingKey;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+
+use crate::domain::algorithm::{Algorithm, KeyType};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key is not a PKCS#8 {expected} private key")]
+    WrongType { expected: &'static str },
+    #[error("RSA key of {actual} bits is too small for {algorithm}: it needs at least {minimum}")]
+    TooSmall {
+        algorithm: Algorithm,
+        actual: usize,
+        minimum: usize,
+    },
+    #[error("key encoding failed: {0}")]
+    Encoding(String),
+}
+
+/// The public half, in every encoding asapd serves. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PublicKey {
+    pub spki_der: Vec<u8>,
+    pub pem: String,
+    /// JWK members that describe the key itself (`kty`, `n`/`e` or `crv`/`x`/`y`).
+    pub jwk_members: Value,
+    /// RSA modulus size or curve size, in bits.
+    pub bits: usize,
+}
+
+/// A parsed private key ready to sign, plus its public half.
+pub struct KeyPair {
+    pub algorithm: Algorithm,
+    pub encoding_key: EncodingKey,
+    pub public: PublicKey,
+    /// PKCS#8 DER, kept only long enough to be sealed under the master key.
+    pkcs8_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("algorithm", &self.algorithm)
+            .field("private", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for KeyPair {
+    fn drop(&mut self) {
+        // Best effort: do not leave the plaintext key behind in freed memory.
+        self.pkcs8_der.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+impl KeyPair {
+    /// Generates a new key pair. CPU-heavy for RSA (seconds for 4096 bits):
+    /// call it from a blocking thread.
+    pub fn generate(algorithm: Algorithm) -> Result<Self, KeyError> {
+        let mut rng = rand::rngs::OsRng;
+        let der = match algorithm.key_type() {
+            KeyType::Rsa { bits } => rsa::RsaPrivateKey::new(&mut rng, bits)
+                .map_err(|e| KeyError::Encoding(e.to_string()))?
+                .to_pkcs8_der(),
+            KeyType::P256 => p256::SecretKey::random(&mut rng).to_pkcs8_der(),
+            KeyType::P384 => p384::SecretKey::random(&mut rng).to_pkcs8_der(),
+        }
+        .map_err(|e| KeyError::Encoding(e.to_string()))?;
+        Self::from_pkcs8_der(algorithm, der.as_bytes())
+    }
+
+    /// Parses a PKCS#8 DER private key for `algorithm`, checking that the
+    /// key type (and RSA size) fits it.
+    pub fn from_pkcs8_der(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        let enc = |e: &dyn std::fmt::Display| KeyError::Encoding(e.to_string());
+        let (encoding_key, spki_der) = match algorithm.key_type() {
+            KeyType::Rsa { bits: minimum } => {
+                let key = rsa::RsaPrivateKey::from_pkcs8_der(der)
+                    .map_err(|_| KeyError::WrongType { expected: "RSA" })?;
+                let actual = key.size() * 8;
+                if actual < minimum {
+                    return Err(KeyError::TooSmall {
+                        algorithm,
+                        actual,
+                        minimum,
+                    });
+                }
+                let pkcs1 = key.to_pkcs1_der().map_err(|e| enc(&e))?;
+                let spki = key
+                    .to_public_key()
+                    .to_public_key_der()
+                    .map_err(|e| enc(&e))?;
+                (EncodingKey::from_rsa_der(pkcs1.as_bytes()), spki.into_vec())
+            }
+            KeyType::P256 => {
+                let key = p256::SecretKey::from_pkcs8_der(der)
+                    .map_err(|_| KeyError::WrongType { expected: "P-256 EC" })?;
+                let spki = key.public_key().to_public_key_der().map_err(|e| enc(&e))?;
+                (EncodingKey::from_ec_der(der), spki.into_vec())
+            }
+            KeyType::P384 => {
+                let key = p384::SecretKey::from_pkcs8_der(der)
+                    .map_err(|_| KeyError::WrongType { expected: "P-384 EC" })?;
+                let spki = key.public_key().to_public_key_der().map_err(|e| enc(&e))?;
+                (EncodingKey::from_ec_der(der), spki.into_vec())
+            }
+        };
+        Ok(Self {
+            algorithm,
+            encoding_key,
+            public: PublicKey::from_spki_der(algorithm, spki_der)?,
+            pkcs8_der: der.to_vec(),
+        })
+    }
+
+    /// Parses an imported key given as PKCS#8 PEM or base64 DER.
+    pub fn import(algorithm: Algorithm, text: &str) -> Result<Self, KeyError> {
+        let der = if text.contains("-----BEGIN") {
+            let (label, doc) = p256::pkcs8::SecretDocument::from_pem(text).map_err(|_| {
+                KeyError::Encoding("the PEM block could not be read".into())
+            })?;
+            if label != "PRIVATE KEY" {
+                return Err(KeyError::Encoding(format!(
+                    "expected a PKCS#8 \"PRIVATE KEY\" PEM block, got {label:?}"
+                )));
+            }
+            doc.as_bytes().to_vec()
+        } else {
+            let compact: String = text.split_whitespace().collect();
+            STANDARD
+                .decode(compact)
+                .map_err(|_| KeyError::Encoding("neither a PEM block nor base64 DER".into()))?
+        };
+        Self::from_pkcs8_der(algorithm, &der)
+    }
+
+    /// The private key in PKCS#8 DER, to be sealed by the master key. Never
+    /// log, return or store the result unencrypted.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8_der
+    }
+}
+
+impl PublicKey {
+    /// Rebuilds every public encoding from the stored SPKI DER.
+    pub fn from_spki_der(algorithm: Algorithm, spki_der: Vec<u8>) -> Result<Self, KeyError> {
+        let (jwk_members, bits) = match algorithm.key_type() {
+            KeyType::Rsa { .. } => {
+                let key = rsa::RsaPublicKey::from_public_key_der(&spki_der)
+                    .map_err(|_| KeyError::WrongType { expected: "RSA" })?;
+                let members = json!({
+                    "kty": "RSA",
+                    "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+                    "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+                });
+                (members, key.size() * 8)
+            }
+            KeyType::P256 => {
+                let key = p256::PublicKey::from_public_key_der(&spki_der)
+                    .map_err(|_| KeyError::WrongType { expected: "P-256 EC" })?;
+                let point = p256::EncodedPoint::from(key);
+                (ec_members("P-256", point.x(), point.y()), 256)
+            }
+            KeyType::P384 => {
+                let key = p384::PublicKey::from_public_key_der(&spki_der)
+                    .map_err(|_| KeyError::WrongType { expected: "P-384 EC" })?;
+                let point = p384::EncodedPoint::from(key);
+                (ec_members("P-384", point.x(), point.y()), 384)
+            }
+        };
+        Ok(Self {
+            pem: spki_pem(&spki_der),
+            spki_der,
+            jwk_members,
+            bits,
+        })
+    }
+
+    /// The JWK as JWKS consumers need it: with `kid`, `alg` and `use`.
+    pub fn jwk(&self, kid: &str, algorithm: Algorithm) -> Value {
+        let mut jwk = self.jwk_members.clone();
+        let map = jwk.as_object_mut().expect("JWK members are an object");
+        map.insert("kid".into(), kid.into());
+        map.insert("alg".into(), algorithm.as_str().into());
+        map.insert("use".into(), "sig".into());
+        jwk
+    }
+}
+
+fn ec_members<T: AsRef<[u8]>>(crv: &str, x: Option<&T>, y: Option<&T>) -> Value {
+    let b64 = |v: Option<&T>| v.map(|v| URL_SAFE_NO_PAD.encode(v.as_ref()));
+    json!({ "kty": "EC", "crv": crv, "x": b64(x), "y": b64(y) })
+}
+
+/// RFC 7468 PEM with 64-column lines, as OpenSSL writes it.
+fn spki_pem(der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut pem = String::with_capacity(b64.len() + 80);
+    pem.push_str("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ec_keys_round_trip_through_pkcs8() {
+        for alg in [Algorithm::ES256, Algorithm::ES384] {
+            let pair = KeyPair::generate(alg).unwrap();
+            let again = KeyPair::from_pkcs8_der(alg, pair.pkcs8_der()).unwrap();
+            assert_eq!(pair.public.spki_der, again.public.spki_der);
+            assert!(pair.public.pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        }
+    }
+
+    #[test]
+    fn key_type_must_fit_the_algorithm() {
+        let ec = KeyPair::generate(Algorithm::ES256).unwrap();
+        assert!(KeyPair::from_pkcs8_der(Algorithm::RS256, ec.pkcs8_der()).is_err());
+        assert!(KeyPair::from_pkcs8_der(Algorithm::ES384, ec.pkcs8_der()).is_err());
+    }
+}

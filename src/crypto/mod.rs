@@ -1,0 +1,11 @@
+//! Cryptography: key generation, key encoding, at-rest encryption, client
+//! secrets and the dev TLS certificate. Private keys exist in the clear only
+//! inside this module's types, which never print them.
+
+pub mod keypair;
+pub mod master_key;
+pub mod secret;
+pub mod tls;
+
+pub use keypair::{KeyPair, PublicKey};
+pub use master_key::MasterKey;

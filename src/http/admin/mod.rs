@@ -1,0 +1,26 @@
+//! The admin API: callers, their secrets and keys, and groups.
+
+pub mod callers;
+pub mod groups;
+pub mod keys;
+pub mod secrets;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::domain::names::CallerName;
+use crate::error::ApiError;
+
+/// A caller name from the path; a name that cannot exist is simply not found.
+pub(crate) fn caller_in_path(name: &str) -> Result<CallerName, ApiError> {
+    CallerName::parse(name).map_err(|_| crate::service::callers::not_found(name))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`) in PATCH bodies.
+pub(crate) fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}

@@ -1,0 +1,67 @@
+//! Who is calling: HTTP Basic credentials, and the admin-API gate.
+
+use actix_web::dev::Payload;
+use actix_web::http::{header, Method};
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures_util::future::LocalBoxFuture;
+
+use crate::error::{ApiError, ApiResult};
+use crate::service::auth::{self, invalid_credentials, Principal};
+use crate::state::AppState;
+
+/// `Authorization: Basic` credentials, if the header is present.
+pub fn basic_credentials(req: &HttpRequest) -> ApiResult<Option<(String, String)>> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| invalid_credentials())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Err(invalid_credentials());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(ApiError::Unauthorized(format!(
+            "unsupported authorization scheme {scheme:?}; use Basic"
+        )));
+    }
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid_credentials)?;
+    let (name, secret) = decoded.split_once(':').ok_or_else(invalid_credentials)?;
+    Ok(Some((name.to_owned(), secret.to_owned())))
+}
+
+/// An authenticated admin-API user. `admin` may do everything; `auditor`
+/// may only read (GET/HEAD).
+#[derive(Debug, Clone)]
+pub struct AdminCaller(pub Principal);
+
+impl FromRequest for AdminCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<Data<AppState>>().cloned();
+        let credentials = basic_credentials(req);
+        let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+            let (name, secret) = credentials?.ok_or_else(|| {
+                ApiError::Unauthorized("admin API: authenticate with HTTP Basic".into())
+            })?;
+            let principal = auth::authenticate(&state.store, &name, &secret).await?;
+            if principal.is_admin() || (read_only && principal.is_auditor()) {
+                return Ok(AdminCaller(principal));
+            }
+            Err(ApiError::Forbidden(if principal.is_auditor() {
+                format!("{name} is an auditor: the admin API is read-only for group auditor")
+            } else {
+                format!("{name} is not in group admin (or auditor, for reads)")
+            }))
+        })
+    }
+}

@@ -1,0 +1,34 @@
+//! Liveness and readiness probes.
+
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// The process is up and serving.
+#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// The database answers and every migration is applied.
+#[utoipa::path(tag = "health", responses(
+    (status = 200, body = Health),
+    (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
+))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    if state.store.is_ready().await? {
+        Ok(HttpResponse::Ok().json(Health { status: "ready" }))
+    } else {
+        Err(ApiError::Unavailable("database migrations are not applied yet".into()))
+    }
+}

@@ -1,0 +1,97 @@
+//! `ApiJson<T>`: a JSON body extractor whose errors name the field at fault
+//! (`rate_limit.burst: invalid type …`) and map to 400, 413 or 415.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::{BytesMut, Data};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub struct ApiJson<T>(pub T);
+
+const DEFAULT_LIMIT: usize = 64 * 1024;
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+}
+
+/// serde_json appends " at line 1 column 9"; the field path says more.
+fn without_position(message: String) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<Data<AppState>>()
+            .map(|s| s.settings.http.max_body_bytes)
+            .unwrap_or(DEFAULT_LIMIT);
+        let json = is_json(req);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the request body must be JSON: send Content-Type: application/json".into(),
+                ));
+            }
+            let too_large = || {
+                ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"))
+            };
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large());
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::BadRequest {
+                    field: None,
+                    detail: format!("could not read the request body: {e}"),
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let mut de = serde_json::Deserializer::from_slice(&body);
+            let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                let path = if path == "." { String::new() } else { path };
+                let inner = e.into_inner();
+                let message = without_position(inner.to_string());
+                if inner.is_syntax() || inner.is_eof() {
+                    ApiError::BadRequest {
+                        field: None,
+                        detail: format!("the request body is not valid JSON: {message}"),
+                    }
+                } else {
+                    ApiError::bad_field(path, message)
+                }
+            })?;
+            de.end().map_err(|_| ApiError::BadRequest {
+                field: None,
+                detail: "the request body has trailing data after the JSON value".into(),
+            })?;
+            Ok(ApiJson(value))
+        })
+    }
+}

@@ -1,0 +1,48 @@
+//! HTTP surface: one file per resource. Routes and the OpenAPI document
+//! come from the one list in [`routes`].
+
+pub mod admin;
+pub mod auth;
+pub mod health;
+pub mod json;
+pub mod keys;
+pub mod openapi;
+pub mod request_id;
+
+use actix_web::web;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::ApiError;
+
+/// Every route asapd serves.
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(openapi::openapi_json)
+        .service(keys::jwks)
+        .service(keys::public_key)
+        .service(admin::callers::create_caller)
+        .service(admin::callers::list_callers)
+        .service(admin::callers::get_caller)
+        .service(admin::callers::update_caller)
+        .service(admin::callers::delete_caller)
+        .service(admin::secrets::add_secret)
+        .service(admin::secrets::list_secrets)
+        .service(admin::secrets::revoke_secret)
+        .service(admin::keys::list_keys)
+        .service(admin::keys::generate_key)
+        .service(admin::keys::import_key)
+        .service(admin::keys::rotate_keys)
+        .service(admin::keys::revoke_key)
+        .service(admin::keys::get_key)
+        .service(admin::groups::create_group)
+        .service(admin::groups::list_groups)
+        .service(admin::groups::get_group)
+        .service(admin::groups::update_group)
+        .service(admin::groups::delete_group);
+}
+
+/// Anything no route matched.
+pub async fn not_found() -> Result<web::Json<()>, ApiError> {
+    Err(ApiError::NotFound("no such resource".into()))
+}

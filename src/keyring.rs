@@ -1,0 +1,158 @@
+//! The in-memory key ring: published public keys (PEM and JWKS, encoded
+//! once) and each caller's parsed active signing key.
+//!
+//! The database is the source of truth; every replica reloads its ring
+//! after its own changes and on a timer, so changes made by another replica
+//! show up within `keys.refresh_interval_secs`. A kid's key never changes,
+//! so entries are reused across reloads and each private key is decrypted
+//! and parsed once.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use actix_web::web::Bytes;
+use anyhow::Context;
+use serde_json::json;
+
+use crate::crypto::{KeyPair, MasterKey, PublicKey};
+use crate::domain::algorithm::Algorithm;
+use crate::domain::key::KeyState;
+use crate::store::{keys, keys::KeyRow, Store};
+
+/// A key verifiers can resolve.
+#[derive(Debug)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub caller: String,
+    pub algorithm: Algorithm,
+    pub state: KeyState,
+    pub public: PublicKey,
+    /// The SPKI PEM body, ready to send.
+    pub pem: Bytes,
+}
+
+/// A caller's active key, parsed and ready to sign.
+pub struct Signer {
+    pub kid: String,
+    pub key: KeyPair,
+}
+
+#[derive(Default)]
+pub struct Snapshot {
+    pub published: HashMap<String, Arc<PublishedKey>>,
+    /// Active signer per caller name.
+    pub signers: HashMap<String, Arc<Signer>>,
+    /// `{"keys": [...]}`, serialised once per reload.
+    pub jwks: Bytes,
+}
+
+pub struct KeyRing {
+    current: RwLock<Arc<Snapshot>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    master_key: MasterKey,
+}
+
+impl KeyRing {
+    pub fn new(master_key: MasterKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(Snapshot {
+                jwks: Bytes::from_static(br#"{"keys":[]}"#),
+                ..Snapshot::default()
+            })),
+            reload_lock: tokio::sync::Mutex::new(()),
+            master_key,
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("key ring lock poisoned").clone()
+    }
+
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master_key
+    }
+
+    /// Rebuilds the ring from the database. Fails if a private key does
+    /// not decrypt, which at start means a wrong master key.
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let rows = {
+            let mut conn = store.acquire().await?;
+            keys::list_published(&mut conn).await?
+        };
+        let previous = self.snapshot();
+        let master_key = self.master_key.clone();
+        // Decrypting and parsing RSA keys is CPU work: keep it off the
+        // async workers.
+        let next = tokio::task::spawn_blocking(move || build(&previous, rows, &master_key))
+            .await
+            .context("key ring rebuild panicked")??;
+        *self.current.write().expect("key ring lock poisoned") = Arc::new(next);
+        Ok(())
+    }
+}
+
+fn build(previous: &Snapshot, rows: Vec<KeyRow>, master_key: &MasterKey) -> anyhow::Result<Snapshot> {
+    let mut published = HashMap::with_capacity(rows.len());
+    let mut signers = HashMap::new();
+    for row in rows {
+        let state = KeyState::from_str(&row.state).map_err(anyhow::Error::msg)?;
+        let algorithm = Algorithm::from_str(&row.algorithm).map_err(anyhow::Error::msg)?;
+        let entry = match previous.published.get(&row.kid) {
+            Some(old) if old.state == state => old.clone(),
+            Some(old) => Arc::new(PublishedKey {
+                state,
+                kid: old.kid.clone(),
+                caller: old.caller.clone(),
+                algorithm: old.algorithm,
+                public: old.public.clone(),
+                pem: old.pem.clone(),
+            }),
+            None => {
+                let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
+                    .with_context(|| format!("public key of {}", row.kid))?;
+                Arc::new(PublishedKey {
+                    pem: Bytes::from(public.pem.clone()),
+                    kid: row.kid.clone(),
+                    caller: row.caller.clone(),
+                    algorithm,
+                    state,
+                    public,
+                })
+            }
+        };
+        if state == KeyState::Active {
+            let signer = match previous.signers.get(&row.caller) {
+                Some(s) if s.kid == row.kid => s.clone(),
+                _ => Arc::new(open_signer(&row, algorithm, master_key)?),
+            };
+            signers.insert(row.caller.clone(), signer);
+        }
+        published.insert(row.kid.clone(), entry);
+    }
+    let mut jwks: Vec<_> = published
+        .values()
+        .map(|k| k.public.jwk(&k.kid, k.algorithm))
+        .collect();
+    jwks.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
+    let jwks = Bytes::from(serde_json::to_vec(&json!({ "keys": jwks }))?);
+    Ok(Snapshot {
+        published,
+        signers,
+        jwks,
+    })
+}
+
+/// Decrypts and parses a stored private key.
+pub fn open_signer(row: &KeyRow, algorithm: Algorithm, master_key: &MasterKey) -> anyhow::Result<Signer> {
+    let der = master_key
+        .open(&row.private_enc, row.kid.as_bytes())
+        .with_context(|| format!("private key of {} does not decrypt with this master key", row.kid))?;
+    let key = KeyPair::from_pkcs8_der(algorithm, &der)
+        .with_context(|| format!("private key of {} does not parse", row.kid))?;
+    Ok(Signer {
+        kid: row.kid.clone(),
+        key,
+    })
+}

@@ -1,0 +1,16 @@
+//! asapd: key management and token issuing for ASAP.
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod fsutil;
+pub mod http;
+pub mod jobs;
+pub mod keyring;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

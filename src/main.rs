@@ -1,0 +1,156 @@
+//! The `asapd` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use asapd::clock::Clock;
+use asapd::config::{CliOverrides, Settings};
+use asapd::service::bootstrap;
+use asapd::startup::{prepare_state, Application};
+
+#[derive(Parser)]
+#[command(name = "asapd", version, about = "Key management and token issuing for ASAP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (applies migrations first).
+    Serve(ConfigArgs),
+    /// Create the first admin caller and print its credentials once.
+    Init {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print `{"client_id", "client_secret"}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// Flags shared by every command that touches the database.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "ASAPD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080; --dev: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Directory for the SQLite file and dev files [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://… or postgres://… [default: sqlite://<data-dir>/asapd.db].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// PEM certificate chain to serve HTTPS with.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Local development: HTTPS with a self-signed certificate, a generated
+    /// master key and an admin created on first start.
+    #[arg(long)]
+    dev: bool,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<Settings> {
+        let cli = CliOverrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            dev: self.dev,
+        };
+        let (settings, warnings) = Settings::load(self.config.as_deref(), &cli)?;
+        asapd::telemetry::init(settings.log_format);
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(settings)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", asapd::http::openapi::spec_json());
+        }
+        Command::Migrate(args) => {
+            let settings = args.load()?;
+            prepare_state(settings, Clock::System).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Init { config, json } => {
+            let settings = config.load()?;
+            let state = prepare_state(settings, Clock::System).await?;
+            match bootstrap::create_first_admin(&state).await? {
+                Ok(creds) => print_credentials(&creds, json)?,
+                Err(exists) => {
+                    eprintln!("error: {exists}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        Command::Serve(args) => {
+            let settings = args.load()?;
+            let dev = settings.dev;
+            let data_dir = settings.data_dir.clone();
+            let app = Application::build(settings).await?;
+            let scheme = if app.is_https() { "https" } else { "http" };
+            tracing::info!(port = app.port(), "asapd listening ({scheme})");
+            if let Some(creds) = &app.bootstrap_admin {
+                eprintln!("asapd --dev: created the first admin; this secret is shown once:");
+                print_credentials(creds, false)?;
+            }
+            if dev {
+                eprintln!(
+                    "asapd --dev: serving {scheme}://127.0.0.1:{}/ with the self-signed certificate {}",
+                    app.port(),
+                    data_dir.join("dev-cert.pem").display()
+                );
+            }
+            app.run_until_stopped().await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_credentials(creds: &bootstrap::AdminCredentials, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(creds).context("serialising credentials")?);
+    } else {
+        println!("client_id:     {}", creds.client_id);
+        println!("client_secret: {}", creds.client_secret);
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Authenticating callers by name and secret.
+
+use crate::crypto::secret;
+use crate::domain::names::GroupName;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{secrets as secret_store, Store};
+
+/// An authenticated caller and the groups it belongs to.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl Principal {
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.in_group(GroupName::ADMIN)
+    }
+
+    pub fn is_auditor(&self) -> bool {
+        self.in_group(GroupName::AUDITOR)
+    }
+}
+
+/// Checks `name:secret`. Every stored hash is compared in constant time,
+/// and an unknown caller costs the same hash as a known one.
+pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResult<Principal> {
+    let presented_hash = secret::hash(presented);
+    let credentials = {
+        let mut conn = store.acquire().await?;
+        secret_store::credentials(&mut conn, name).await?
+    };
+    let Some(credentials) = credentials else {
+        let _ = secret::matches(&presented_hash, &[0u8; 32]);
+        return Err(invalid_credentials());
+    };
+    let matched = credentials
+        .hashes
+        .iter()
+        .fold(false, |acc, stored| acc | secret::matches(&presented_hash, stored));
+    if !matched {
+        return Err(invalid_credentials());
+    }
+    if !credentials.enabled {
+        return Err(ApiError::Forbidden(format!("caller {name} is disabled")));
+    }
+    Ok(Principal {
+        name: name.to_owned(),
+        groups: credentials.groups,
+    })
+}
+
+pub fn invalid_credentials() -> ApiError {
+    ApiError::Unauthorized("invalid client credentials".into())
+}

@@ -1,0 +1,180 @@
+//! Caller management.
+
+use crate::crypto::secret;
+use crate::domain::algorithm::Algorithm;
+use crate::domain::caller::{RateLimit, RotationPeriod};
+use crate::domain::group::Cidr;
+use crate::domain::names::{CallerName, GroupName};
+use crate::error::{ApiError, ApiResult};
+use crate::service::keys::{self, generate_pair, new_key_name, store_key};
+use crate::state::AppState;
+use crate::store::callers::{self, CallerRow};
+use crate::store::{groups, secrets, Conn, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct CallerSpec {
+    pub name: CallerName,
+    pub groups: Vec<GroupName>,
+    pub algorithm: Option<Algorithm>,
+    pub cidrs: Vec<Cidr>,
+    pub rate_limit: Option<RateLimit>,
+    pub rotation_period: Option<RotationPeriod>,
+    pub enabled: bool,
+}
+
+/// Fields an update may change; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct CallerChanges {
+    pub groups: Option<Vec<GroupName>>,
+    pub algorithm: Option<Algorithm>,
+    pub cidrs: Option<Vec<Cidr>>,
+    /// `Some(None)` removes the override and falls back to the default.
+    pub rate_limit: Option<Option<RateLimit>>,
+    pub rotation_period: Option<RotationPeriod>,
+    pub enabled: Option<bool>,
+}
+
+/// A caller just created: the only time its secret is visible.
+pub struct CreatedCaller {
+    pub caller: CallerRow,
+    pub secret_id: String,
+    pub client_secret: String,
+    pub kid: String,
+}
+
+fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
+    items.iter().cloned().map(Into::into).collect()
+}
+
+async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<()> {
+    let names = strings(names);
+    let missing = groups::missing(conn, &names).await?;
+    if let Some(first) = missing.first() {
+        let index = names.iter().position(|n| n == first).unwrap_or(0);
+        return Err(ApiError::bad_field(
+            format!("groups[{index}]"),
+            format!("no group named {first}; create it first with POST /v1/admin/groups"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a caller with one secret and an active key, in one transaction.
+pub async fn create(state: &AppState, spec: CallerSpec) -> ApiResult<CreatedCaller> {
+    let algorithm = spec
+        .algorithm
+        .unwrap_or(state.settings.keys.default_algorithm);
+    {
+        let mut conn = state.store.acquire().await?;
+        check_groups_exist(&mut conn, &spec.groups).await?;
+        if callers::get(&mut conn, spec.name.as_str()).await?.is_some() {
+            return Err(already_exists(&spec.name));
+        }
+    }
+    let pair = generate_pair(algorithm).await?;
+    let new_secret = secret::generate();
+    let now = state.clock.now();
+    let row = CallerRow {
+        name: spec.name.to_string(),
+        algorithm: algorithm.to_string(),
+        cidrs: strings(&spec.cidrs),
+        rate_limit: spec
+            .rate_limit
+            .map(|r| (i64::from(r.per_second), i64::from(r.burst))),
+        rotation_period_secs: spec
+            .rotation_period
+            .map(RotationPeriod::secs)
+            .unwrap_or(state.settings.keys.rotation_period_secs),
+        enabled: spec.enabled,
+        created_at: now,
+        updated_at: now,
+        groups: strings(&spec.groups),
+    };
+    let mut tx = state.store.begin().await?;
+    match callers::insert(&mut tx, &row).await {
+        Err(StoreError::Conflict(_)) => return Err(already_exists(&spec.name)),
+        other => other?,
+    }
+    secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
+    let key = store_key(&mut tx, state, &spec.name, &new_key_name(now), &pair, true, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    keys::refresh(state).await?;
+    Ok(CreatedCaller {
+        caller: row,
+        secret_id: new_secret.id,
+        client_secret: new_secret.plaintext,
+        kid: key.kid,
+    })
+}
+
+pub async fn get(state: &AppState, name: &str) -> ApiResult<CallerRow> {
+    let mut conn = state.store.acquire().await?;
+    callers::get(&mut conn, name).await?.ok_or_else(|| not_found(name))
+}
+
+pub async fn list(state: &AppState) -> ApiResult<Vec<CallerRow>> {
+    let mut conn = state.store.acquire().await?;
+    Ok(callers::list(&mut conn).await?)
+}
+
+pub async fn update(state: &AppState, name: &str, changes: CallerChanges) -> ApiResult<CallerRow> {
+    let mut tx = state.store.begin().await?;
+    let mut row = callers::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    if let Some(groups) = &changes.groups {
+        check_groups_exist(&mut tx, groups).await?;
+        row.groups = strings(groups);
+    }
+    if let Some(a) = changes.algorithm {
+        row.algorithm = a.to_string();
+    }
+    if let Some(c) = &changes.cidrs {
+        row.cidrs = strings(c);
+    }
+    if let Some(r) = changes.rate_limit {
+        row.rate_limit = r.map(|r| (i64::from(r.per_second), i64::from(r.burst)));
+    }
+    if let Some(p) = changes.rotation_period {
+        row.rotation_period_secs = p.secs();
+    }
+    if let Some(e) = changes.enabled {
+        row.enabled = e;
+    }
+    let stays_admin = row.enabled && row.groups.iter().any(|g| g == GroupName::ADMIN);
+    if !stays_admin {
+        ensure_another_admin(&mut tx, name).await?;
+    }
+    row.updated_at = state.clock.now();
+    callers::update(&mut tx, &row).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(row)
+}
+
+pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
+    let mut tx = state.store.begin().await?;
+    callers::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    ensure_another_admin(&mut tx, name).await?;
+    callers::delete(&mut tx, name).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    keys::refresh(state).await
+}
+
+/// Refuses a change that would leave no enabled admin: nobody could manage
+/// asapd any more without direct database access.
+async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
+    let row = callers::get(conn, name).await?;
+    let is_admin_now = row.is_some_and(|r| r.enabled && r.groups.iter().any(|g| g == GroupName::ADMIN));
+    if is_admin_now && callers::count_enabled_members(conn, GroupName::ADMIN, name).await? == 0 {
+        return Err(ApiError::Conflict(format!(
+            "{name} is the last enabled admin; add another admin before removing, disabling or demoting it"
+        )));
+    }
+    Ok(())
+}
+
+fn already_exists(name: &CallerName) -> ApiError {
+    ApiError::Conflict(format!("caller {name} already exists"))
+}
+
+pub fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no caller named {name}"))
+}

@@ -1,0 +1,108 @@
+//! Group management.
+
+use crate::domain::group::{AudiencePattern, Cidr, Lifetime};
+use crate::domain::names::GroupName;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::groups::{self, GroupRow};
+use crate::store::StoreError;
+
+/// A group's grant as the admin describes it.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    pub name: GroupName,
+    pub audiences: Vec<AudiencePattern>,
+    pub max_lifetime: Lifetime,
+    pub cidrs: Vec<Cidr>,
+    pub allow_subject: bool,
+}
+
+/// Fields an update may change; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct GroupChanges {
+    pub audiences: Option<Vec<AudiencePattern>>,
+    pub max_lifetime: Option<Lifetime>,
+    pub cidrs: Option<Vec<Cidr>>,
+    pub allow_subject: Option<bool>,
+}
+
+
+fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
+    items.iter().cloned().map(Into::into).collect()
+}
+
+pub async fn create(state: &AppState, spec: GroupSpec) -> ApiResult<GroupRow> {
+    let now = state.clock.now();
+    let row = GroupRow {
+        name: spec.name.to_string(),
+        audiences: strings(&spec.audiences),
+        max_lifetime: i64::from(spec.max_lifetime.secs()),
+        cidrs: strings(&spec.cidrs),
+        allow_subject: spec.allow_subject,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut tx = state.store.begin().await?;
+    match groups::insert(&mut tx, &row).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict(format!("group {} already exists", row.name)))
+        }
+        other => other?,
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(row)
+}
+
+pub async fn get(state: &AppState, name: &str) -> ApiResult<GroupRow> {
+    let mut conn = state.store.acquire().await?;
+    groups::get(&mut conn, name).await?.ok_or_else(|| not_found(name))
+}
+
+pub async fn list(state: &AppState) -> ApiResult<Vec<GroupRow>> {
+    let mut conn = state.store.acquire().await?;
+    Ok(groups::list(&mut conn).await?)
+}
+
+pub async fn update(state: &AppState, name: &str, changes: GroupChanges) -> ApiResult<GroupRow> {
+    let mut tx = state.store.begin().await?;
+    let mut row = groups::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    if let Some(a) = changes.audiences {
+        row.audiences = strings(&a);
+    }
+    if let Some(l) = changes.max_lifetime {
+        row.max_lifetime = i64::from(l.secs());
+    }
+    if let Some(c) = changes.cidrs {
+        row.cidrs = strings(&c);
+    }
+    if let Some(s) = changes.allow_subject {
+        row.allow_subject = s;
+    }
+    row.updated_at = state.clock.now();
+    groups::update(&mut tx, &row).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(row)
+}
+
+pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
+    let mut tx = state.store.begin().await?;
+    groups::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    if GroupName::parse(name).is_ok_and(|n| n.is_reserved()) {
+        return Err(ApiError::Conflict(format!(
+            "group {name} is reserved and cannot be deleted"
+        )));
+    }
+    let members = groups::member_count(&mut tx, name).await?;
+    if members > 0 {
+        return Err(ApiError::Conflict(format!(
+            "group {name} still has {members} member(s); remove them from the group first"
+        )));
+    }
+    groups::delete(&mut tx, name).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no group named {name}"))
+}

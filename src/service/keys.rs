@@ -1,0 +1,269 @@
+//! Key lifecycle: generate, import, rotate, revoke.
+
+use std::str::FromStr;
+
+use rand::RngCore;
+
+use crate::crypto::{KeyPair, PublicKey};
+use crate::domain::algorithm::Algorithm;
+use crate::domain::key::KeyState;
+use crate::domain::kid::Kid;
+use crate::domain::names::{CallerName, KeyName};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::store::keys::{self, KeyRow};
+use crate::store::{callers, Conn, StoreError};
+
+/// A key as admins see it: never the private half.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub caller: String,
+    pub algorithm: Algorithm,
+    pub state: KeyState,
+    pub public_key_pem: String,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TryFrom<&KeyRow> for KeyInfo {
+    type Error = ApiError;
+    fn try_from(row: &KeyRow) -> ApiResult<Self> {
+        let corrupt = |m: String| ApiError::internal(StoreError::Corrupt(m));
+        let algorithm = Algorithm::from_str(&row.algorithm).map_err(corrupt)?;
+        let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Self {
+            kid: row.kid.clone(),
+            caller: row.caller.clone(),
+            algorithm,
+            state: KeyState::from_str(&row.state).map_err(corrupt)?,
+            public_key_pem: public.pem,
+            created_at: row.created_at,
+            activated_at: row.activated_at,
+            retired_at: row.retired_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+/// Where a new key goes.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub algorithm: Option<Algorithm>,
+    pub name: Option<KeyName>,
+    /// Active at once (the current active key retires), or pending.
+    pub activate: bool,
+}
+
+/// Generates a key pair on a blocking thread: RSA-4096 takes seconds.
+pub async fn generate_pair(algorithm: Algorithm) -> ApiResult<KeyPair> {
+    tokio::task::spawn_blocking(move || KeyPair::generate(algorithm))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// A time-ordered, unique key name: `20261122T061500Z-1a2b3c4d`.
+pub fn new_key_name(now: i64) -> KeyName {
+    let stamp = time::OffsetDateTime::from_unix_timestamp(now)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| now.to_string());
+    let mut suffix = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut suffix);
+    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    KeyName::parse(format!("{stamp}-{hex}")).expect("generated key names fit the grammar")
+}
+
+/// Seals and stores `pair` for `caller`; retires the active key first when
+/// the new one is to be active. Runs inside the caller's transaction.
+pub async fn store_key(
+    conn: &mut Conn,
+    state: &AppState,
+    caller: &CallerName,
+    name: &KeyName,
+    pair: &KeyPair,
+    activate: bool,
+    now: i64,
+) -> ApiResult<KeyRow> {
+    let kid = Kid::new(caller, name);
+    if activate {
+        keys::retire_active(conn, caller.as_str(), now).await?;
+    }
+    let row = KeyRow {
+        kid: kid.to_string(),
+        caller: caller.to_string(),
+        algorithm: pair.algorithm.to_string(),
+        state: if activate { KeyState::Active } else { KeyState::Pending }.to_string(),
+        public_der: pair.public.spki_der.clone(),
+        private_enc: state
+            .keyring
+            .master_key()
+            .seal(pair.pkcs8_der(), kid.as_str().as_bytes()),
+        created_at: now,
+        activated_at: activate.then_some(now),
+        retired_at: None,
+        revoked_at: None,
+    };
+    match keys::insert(conn, &row).await {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::Conflict(format!("key {kid} already exists; kids are never reused")))
+        }
+        other => other?,
+    }
+    Ok(row)
+}
+
+async fn caller_algorithm(conn: &mut Conn, caller: &str) -> ApiResult<Algorithm> {
+    let row = callers::get(conn, caller)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
+    Algorithm::from_str(&row.algorithm).map_err(|m| ApiError::internal(StoreError::Corrupt(m)))
+}
+
+/// Generates a new key for `caller`, pending or active.
+pub async fn generate(state: &AppState, caller: &CallerName, req: NewKey) -> ApiResult<KeyInfo> {
+    let algorithm = match req.algorithm {
+        Some(a) => a,
+        None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
+    };
+    let pair = generate_pair(algorithm).await?;
+    add(state, caller, req, pair).await
+}
+
+/// Imports a PKCS#8 private key (PEM or base64 DER) for `caller`.
+pub async fn import(
+    state: &AppState,
+    caller: &CallerName,
+    req: NewKey,
+    private_key: String,
+) -> ApiResult<KeyInfo> {
+    let algorithm = match req.algorithm {
+        Some(a) => a,
+        None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
+    };
+    let pair = tokio::task::spawn_blocking(move || KeyPair::import(algorithm, &private_key))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_field("private_key", e.to_string()))?;
+    add(state, caller, req, pair).await
+}
+
+async fn add(state: &AppState, caller: &CallerName, req: NewKey, pair: KeyPair) -> ApiResult<KeyInfo> {
+    let now = state.clock.now();
+    let name = req.name.unwrap_or_else(|| new_key_name(now));
+    let mut tx = state.store.begin().await?;
+    // Lock-free existence check; the foreign key catches a concurrent delete.
+    callers::get(&mut tx, caller.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
+    let row = store_key(&mut tx, state, caller, &name, &pair, req.activate, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    refresh(state).await?;
+    KeyInfo::try_from(&row)
+}
+
+/// Makes a new key active now: the oldest pending key if there is one,
+/// otherwise a freshly generated one. The old active key retires.
+pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let algorithm = caller_algorithm(&mut tx, caller.as_str()).await?;
+    let pending = keys::list_for_caller(&mut tx, caller.as_str())
+        .await?
+        .into_iter()
+        .filter(|k| k.state == KeyState::Pending.as_str())
+        .min_by_key(|k| k.created_at);
+    let row = match pending {
+        Some(mut row) => {
+            keys::retire_active(&mut tx, caller.as_str(), now).await?;
+            keys::activate(&mut tx, &row.kid, now).await?;
+            row.state = KeyState::Active.to_string();
+            row.activated_at = Some(now);
+            tx.commit().await.map_err(StoreError::from)?;
+            row
+        }
+        None => {
+            drop(tx);
+            let pair = generate_pair(algorithm).await?;
+            let mut tx = state.store.begin().await?;
+            let row = store_key(&mut tx, state, caller, &new_key_name(now), &pair, true, now).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            row
+        }
+    };
+    refresh(state).await?;
+    KeyInfo::try_from(&row)
+}
+
+/// Revokes a key: unpublished at once. Revoking the active key makes a
+/// replacement active so the caller can keep getting tokens.
+pub async fn revoke(state: &AppState, kid: &Kid) -> ApiResult<(KeyInfo, Option<KeyInfo>)> {
+    let existing = get(state, kid).await?;
+    if existing.state == KeyState::Revoked {
+        return Ok((existing, None));
+    }
+    // Generate the replacement before the transaction: RSA-4096 takes
+    // seconds, and SQLite would hold its write lock all that time.
+    let replacement_pair = if existing.state == KeyState::Active {
+        let algorithm = caller_algorithm(&mut *state.store.acquire().await?, kid.caller()).await?;
+        Some(generate_pair(algorithm).await?)
+    } else {
+        None
+    };
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let mut row = keys::get(&mut tx, kid.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no key with kid {kid}")))?;
+    let was_active = row.state == KeyState::Active.as_str();
+    keys::revoke(&mut tx, kid.as_str(), now).await?;
+    row.state = KeyState::Revoked.to_string();
+    row.revoked_at = Some(now);
+    let replacement = match replacement_pair.filter(|_| was_active) {
+        Some(pair) => {
+            let caller = CallerName::parse(kid.caller())?;
+            Some(store_key(&mut tx, state, &caller, &new_key_name(now), &pair, true, now).await?)
+        }
+        None => None,
+    };
+    tx.commit().await.map_err(StoreError::from)?;
+    refresh(state).await?;
+    Ok((
+        KeyInfo::try_from(&row)?,
+        replacement.as_ref().map(KeyInfo::try_from).transpose()?,
+    ))
+}
+
+pub async fn list(state: &AppState, caller: &CallerName) -> ApiResult<Vec<KeyInfo>> {
+    let mut conn = state.store.acquire().await?;
+    callers::get(&mut conn, caller.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
+    keys::list_for_caller(&mut conn, caller.as_str())
+        .await?
+        .iter()
+        .map(KeyInfo::try_from)
+        .collect()
+}
+
+pub async fn get(state: &AppState, kid: &Kid) -> ApiResult<KeyInfo> {
+    let mut conn = state.store.acquire().await?;
+    let row = keys::get(&mut conn, kid.as_str())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no key with kid {kid}")))?;
+    KeyInfo::try_from(&row)
+}
+
+/// Reloads the key ring after a committed change.
+pub async fn refresh(state: &AppState) -> ApiResult<()> {
+    state.keyring.reload(&state.store).await.map_err(ApiError::internal)
+}

@@ -1,0 +1,10 @@
+//! Use cases: each function validates with domain rules, does its work in
+//! one transaction, commits, then refreshes in-memory state. Handlers call
+//! these and stay thin.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod callers;
+pub mod groups;
+pub mod keys;
+pub mod secrets;

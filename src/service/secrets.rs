@@ -1,0 +1,54 @@
+//! Client secrets of a caller: several at once, for rotation.
+
+use crate::crypto::secret;
+use crate::error::{ApiError, ApiResult};
+use crate::service::callers::not_found;
+use crate::state::AppState;
+use crate::store::secrets::{self, SecretRow};
+use crate::store::{callers, StoreError};
+
+/// Upper bound on live secrets: enough to rotate, too few to hoard.
+pub const MAX_SECRETS_PER_CALLER: usize = 5;
+
+pub struct CreatedSecret {
+    pub id: String,
+    pub client_secret: String,
+    pub created_at: i64,
+}
+
+pub async fn add(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
+    let mut tx = state.store.begin().await?;
+    callers::get(&mut tx, caller).await?.ok_or_else(|| not_found(caller))?;
+    if secrets::list(&mut tx, caller).await?.len() >= MAX_SECRETS_PER_CALLER {
+        return Err(ApiError::Conflict(format!(
+            "{caller} already has {MAX_SECRETS_PER_CALLER} secrets; revoke one first"
+        )));
+    }
+    let new = secret::generate();
+    let now = state.clock.now();
+    secrets::insert(&mut tx, &new.id, caller, &new.hash, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(CreatedSecret {
+        id: new.id,
+        client_secret: new.plaintext,
+        created_at: now,
+    })
+}
+
+pub async fn list(state: &AppState, caller: &str) -> ApiResult<Vec<SecretRow>> {
+    let mut conn = state.store.acquire().await?;
+    callers::get(&mut conn, caller).await?.ok_or_else(|| not_found(caller))?;
+    Ok(secrets::list(&mut conn, caller).await?)
+}
+
+pub async fn revoke(state: &AppState, caller: &str, id: &str) -> ApiResult<()> {
+    let mut tx = state.store.begin().await?;
+    match secrets::delete(&mut tx, caller, id).await {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::NotFound(format!("{caller} has no secret {id}")))
+        }
+        other => other?,
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}

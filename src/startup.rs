@@ -1,0 +1,178 @@
+//! Building and running the application. Tests and production share this
+//! path: tests bind port 0 and read the port back.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use utoipa_actix_web::AppExt;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::crypto::tls;
+use crate::http::openapi::SpecJson;
+use crate::http::{self, request_id};
+use crate::jobs::{self, Jobs};
+use crate::keyring::KeyRing;
+use crate::service::bootstrap::{self, AdminCredentials};
+use crate::state::AppState;
+use crate::store::Store;
+
+pub struct Application {
+    port: u16,
+    https: bool,
+    server: Server,
+    state: Arc<AppState>,
+    jobs: Jobs,
+    /// Set when `--dev` created the first admin on this start.
+    pub bootstrap_admin: Option<AdminCredentials>,
+}
+
+/// Opens the database, applies migrations, checks the master key and loads
+/// the key ring: everything both `serve` and `init` need.
+pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
+    let master_key = settings.master_key()?;
+    if settings.database_url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data dir {}; fix --data-dir / ASAPD_DATA_DIR",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let store = Store::connect(&settings.database_url(), settings.database_max_connections)
+        .await
+        .context("cannot open the database; check --database-url / ASAPD_DATABASE_URL")?;
+    store.migrate().await.context("applying database migrations")?;
+    bootstrap::verify_master_key(&store, &master_key).await?;
+    let keyring = Arc::new(KeyRing::new(master_key));
+    keyring
+        .reload(&store)
+        .await
+        .context("loading the key ring")?;
+    Ok(AppState {
+        store,
+        keyring,
+        settings: Arc::new(settings),
+        clock,
+    })
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::System).await
+    }
+
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let state = Arc::new(prepare_state(settings, clock).await?);
+        let settings = state.settings.clone();
+
+        let bootstrap_admin = if settings.dev {
+            bootstrap::create_first_admin(&state).await?.ok()
+        } else {
+            None
+        };
+
+        let addr = settings.listen_addr();
+        let listener = TcpListener::bind(addr).with_context(|| {
+            format!("cannot listen on {addr}; choose another address with --listen / ASAPD_LISTEN")
+        })?;
+        let port = listener.local_addr()?.port();
+
+        let data = web::Data::from(state.clone());
+        let spec = web::Data::new(SpecJson(http::openapi::spec_json().into()));
+        let server = HttpServer::new(move || {
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .app_data(data.clone())
+                .app_data(spec.clone())
+                .configure(http::routes)
+                .split_for_parts();
+            app.default_service(web::to(http::not_found))
+                .wrap(from_fn(request_id::middleware))
+        })
+        .workers(match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        })
+        .disable_signals();
+
+        let https = settings.tls_paths().is_some();
+        let server = match settings.tls_paths() {
+            Some((cert, key)) => {
+                if settings.dev && tls::ensure_dev_certificate(&cert, &key)? {
+                    tracing::info!(cert = %cert.display(), "created a self-signed dev certificate");
+                }
+                server.listen_rustls_0_23(listener, tls::server_config(&cert, &key)?)?
+            }
+            None => server.listen(listener)?,
+        }
+        .run();
+
+        let jobs = jobs::spawn(state.clone());
+        Ok(Self {
+            port,
+            https,
+            server,
+            state,
+            jobs,
+            bootstrap_admin,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains: stop accepting, finish
+    /// in-flight requests, stop jobs, close the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        tokio::select! {
+            res = server => { res??; }
+            _ = shutdown_signal() => {
+                tracing::info!("shutting down");
+                handle.stop(true).await;
+            }
+        }
+        self.jobs.stop().await;
+        self.state.store.close().await;
+        Ok(())
+    }
+
+    /// Serves until the returned future is dropped (tests).
+    pub async fn run_in_background(self) -> anyhow::Result<()> {
+        let res = self.server.await;
+        self.jobs.stop().await;
+        res.map_err(Into::into)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

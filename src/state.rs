@@ -1,0 +1,15 @@
+//! What every request handler gets: passed explicitly, never global.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::keyring::KeyRing;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Store,
+    pub keyring: Arc<KeyRing>,
+    pub settings: Arc<Settings>,
+    pub clock: Clock,
+}

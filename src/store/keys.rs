@@ -1,0 +1,108 @@
+//! The `keys` table. Private keys arrive here already sealed.
+
+use super::{Conn, StoreError, StoreResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyRow {
+    pub kid: String,
+    pub caller: String,
+    pub algorithm: String,
+    pub state: String,
+    pub public_der: Vec<u8>,
+    pub private_enc: Vec<u8>,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retired_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+macro_rules! key_columns {
+    () => {
+        "kid, caller, algorithm, state, public_der, private_enc, created_at, \
+                       activated_at, retired_at, revoked_at"
+    };
+}
+
+pub async fn insert(conn: &mut Conn, row: &KeyRow) -> StoreResult<()> {
+    sqlx::query(concat!("INSERT INTO keys (", key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+    .bind(&row.kid)
+    .bind(&row.caller)
+    .bind(&row.algorithm)
+    .bind(&row.state)
+    .bind(&row.public_der)
+    .bind(&row.private_enc)
+    .bind(row.created_at)
+    .bind(row.activated_at)
+    .bind(row.retired_at)
+    .bind(row.revoked_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut Conn, kid: &str) -> StoreResult<Option<KeyRow>> {
+    Ok(
+        sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE kid = $1"))
+            .bind(kid)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn list_for_caller(conn: &mut Conn, caller: &str) -> StoreResult<Vec<KeyRow>> {
+    Ok(sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE caller = $1 ORDER BY created_at DESC, kid DESC"))
+    .bind(caller)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Keys verifiers may resolve: pending, active and retired.
+pub async fn list_published(conn: &mut Conn) -> StoreResult<Vec<KeyRow>> {
+    Ok(sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE state IN ('pending', 'active', 'retired') ORDER BY kid"))
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Retires the caller's active key, if any. Run before activating another:
+/// the schema allows one active key per caller.
+pub async fn retire_active(conn: &mut Conn, caller: &str, now: i64) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE keys SET state = 'retired', retired_at = $2 \
+         WHERE caller = $1 AND state = 'active' RETURNING kid",
+    )
+    .bind(caller)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn activate(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<()> {
+    let done = sqlx::query(
+        "UPDATE keys SET state = 'active', activated_at = $2 WHERE kid = $1 AND state = 'pending'",
+    )
+    .bind(kid)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::Conflict(format!("key {kid} is not pending")));
+    }
+    Ok(())
+}
+
+/// Revokes a key; returns its previous state, or `None` if no such kid.
+pub async fn revoke(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<Option<String>> {
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT state FROM keys WHERE kid = $1")
+            .bind(kid)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if previous.is_some() {
+        sqlx::query("UPDATE keys SET state = 'revoked', revoked_at = $2 WHERE kid = $1")
+            .bind(kid)
+            .bind(now)
+            .execute(conn)
+            .await?;
+    }
+    Ok(previous)
+}
