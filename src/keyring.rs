@@ -93,7 +93,11 @@ impl KeyRing {
     }
 }
 
-fn build(previous: &Snapshot, rows: Vec<KeyRow>, master_key: &MasterKey) -> anyhow::Result<Snapshot> {
+fn build(
+    previous: &Snapshot,
+    rows: Vec<KeyRow>,
+    master_key: &MasterKey,
+) -> anyhow::Result<Snapshot> {
     let mut published = HashMap::with_capacity(rows.len());
     let mut signers = HashMap::new();
     for row in rows {
@@ -145,10 +149,19 @@ fn build(previous: &Snapshot, rows: Vec<KeyRow>, master_key: &MasterKey) -> anyh
 }
 
 /// Decrypts and parses a stored private key.
-pub fn open_signer(row: &KeyRow, algorithm: Algorithm, master_key: &MasterKey) -> anyhow::Result<Signer> {
+pub fn open_signer(
+    row: &KeyRow,
+    algorithm: Algorithm,
+    master_key: &MasterKey,
+) -> anyhow::Result<Signer> {
     let der = master_key
         .open(&row.private_enc, row.kid.as_bytes())
-        .with_context(|| format!("private key of {} does not decrypt with this master key", row.kid))?;
+        .with_context(|| {
+            format!(
+                "private key of {} does not decrypt with this master key",
+                row.kid
+            )
+        })?;
     let key = KeyPair::from_pkcs8_der(algorithm, &der)
         .with_context(|| format!("private key of {} does not parse", row.kid))?;
     Ok(Signer {

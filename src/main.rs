@@ -12,7 +12,11 @@ use asapd::service::bootstrap;
 use asapd::startup::{prepare_state, Application};
 
 #[derive(Parser)]
-#[command(name = "asapd", version, about = "Key management and token issuing for ASAP")]
+#[command(
+    name = "asapd",
+    version,
+    about = "Key management and token issuing for ASAP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +88,10 @@ impl ConfigArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -147,7 +154,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn print_credentials(creds: &bootstrap::AdminCredentials, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(creds).context("serialising credentials")?);
+        println!(
+            "{}",
+            serde_json::to_string(creds).context("serialising credentials")?
+        );
     } else {
         println!("client_id:     {}", creds.client_id);
         println!("client_secret: {}", creds.client_secret);

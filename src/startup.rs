@@ -46,7 +46,10 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
     let store = Store::connect(&settings.database_url(), settings.database_max_connections)
         .await
         .context("cannot open the database; check --database-url / ASAPD_DATABASE_URL")?;
-    store.migrate().await.context("applying database migrations")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
     bootstrap::verify_master_key(&store, &master_key).await?;
     let keyring = Arc::new(KeyRing::new(master_key));
     keyring

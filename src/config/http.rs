@@ -36,8 +36,14 @@ impl HttpSettings {
                 self.max_body_bytes
             ));
         }
-        actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str())
-            .map_err(|_| format!("http.forwarded_header {:?} is not a valid header name", self.forwarded_header))?;
+        actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str()).map_err(
+            |_| {
+                format!(
+                    "http.forwarded_header {:?} is not a valid header name",
+                    self.forwarded_header
+                )
+            },
+        )?;
         Ok(())
     }
 }

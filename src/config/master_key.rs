@@ -33,7 +33,10 @@ impl Settings {
             let path = self.data_dir.join("master.key");
             if !path.exists() {
                 std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-                    ConfigError(format!("cannot create data dir {}: {e}", self.data_dir.display()))
+                    ConfigError(format!(
+                        "cannot create data dir {}: {e}",
+                        self.data_dir.display()
+                    ))
                 })?;
                 crate::fsutil::write_private(&path, MasterKey::generate_base64().as_bytes())
                     .map_err(|e| ConfigError(format!("cannot write {}: {e}", path.display())))?;
@@ -49,10 +52,19 @@ impl Settings {
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read master key file {}: {e}", path.display())))?;
-    MasterKey::from_base64(&text)
-        .map_err(|e| ConfigError(format!("master key file {}: {e}; {}", path.display(), how_to_make_one())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read master key file {}: {e}",
+            path.display()
+        ))
+    })?;
+    MasterKey::from_base64(&text).map_err(|e| {
+        ConfigError(format!(
+            "master key file {}: {e}; {}",
+            path.display(),
+            how_to_make_one()
+        ))
+    })
 }
 
 fn how_to_make_one() -> String {

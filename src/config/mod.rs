@@ -137,9 +137,12 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
+        // Only known variables become settings; the rest are warned about
+        // below, so a stray ASAPD_* (a test harness's, a typo) never stops
+        // the start.
         let env = Env::prefixed(ENV_PREFIX)
-            .split("__")
-            .ignore(&["CONFIG", "LOG", "TEST_POSTGRES_URL"]);
+            .filter(|key| is_setting_variable(key.as_str()))
+            .split("__");
         figment = figment.merge(env).merge(Serialized::defaults(cli));
         let settings: Settings = figment.extract().map_err(|e| {
             ConfigError(format!(
@@ -148,7 +151,10 @@ impl Settings {
             ))
         })?;
         settings.validate()?;
-        Ok((settings, unknown_env_warnings(std::env::vars().map(|(k, _)| k))))
+        Ok((
+            settings,
+            unknown_env_warnings(std::env::vars().map(|(k, _)| k)),
+        ))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -162,7 +168,9 @@ impl Settings {
             ));
         }
         if self.database_max_connections == 0 {
-            return Err(ConfigError("database_max_connections must be at least 1".into()));
+            return Err(ConfigError(
+                "database_max_connections must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -193,6 +201,15 @@ impl Settings {
     }
 }
 
+/// Known variables that are read elsewhere, not settings.
+const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "TEST_POSTGRES_URL"];
+
+/// `key` is a variable name without the prefix, in any case.
+fn is_setting_variable(key: &str) -> bool {
+    !NOT_SETTINGS.iter().any(|k| k.eq_ignore_ascii_case(key))
+        && KNOWN_ENV.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
 fn unknown_env_warnings(vars: impl Iterator<Item = String>) -> Vec<String> {
     vars.filter_map(|name| {
         let rest = name.strip_prefix(ENV_PREFIX)?;
@@ -201,13 +218,35 @@ fn unknown_env_warnings(vars: impl Iterator<Item = String>) -> Vec<String> {
         }
         let close = KNOWN_ENV
             .iter()
-            .find(|k| k.replace("__", "_") == rest || k.ends_with(rest) || rest.ends_with(*k));
+            .filter(|k| **k != "TEST_POSTGRES_URL")
+            .map(|k| (edit_distance(&k.replace("__", "_"), &rest.replace("__", "_")), k))
+            .filter(|(d, _)| *d <= 2)
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, k)| k);
         Some(match close {
             Some(k) => format!("unknown environment variable {name} is ignored; did you mean {ENV_PREFIX}{k}?"),
             None => format!("unknown environment variable {name} is ignored; see the configuration reference in README.md"),
         })
     })
     .collect()
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -217,9 +256,14 @@ mod tests {
     #[test]
     fn warns_about_unknown_variables_with_a_suggestion() {
         let w = unknown_env_warnings(
-            ["ASAPD_LISTEN", "ASAPD_KEYS_DEFAULT_ALGORITHM", "ASAPD_NOPE", "PATH"]
-                .into_iter()
-                .map(String::from),
+            [
+                "ASAPD_LISTEN",
+                "ASAPD_KEYS_DEFAULT_ALGORITHM",
+                "ASAPD_NOPE",
+                "PATH",
+            ]
+            .into_iter()
+            .map(String::from),
         );
         assert_eq!(w.len(), 2);
         assert!(w[0].contains("ASAPD_KEYS__DEFAULT_ALGORITHM"), "{w:?}");

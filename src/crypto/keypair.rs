@@ -105,14 +105,18 @@ impl KeyPair {
                 (EncodingKey::from_rsa_der(pkcs1.as_bytes()), spki.into_vec())
             }
             KeyType::P256 => {
-                let key = p256::SecretKey::from_pkcs8_der(der)
-                    .map_err(|_| KeyError::WrongType { expected: "P-256 EC" })?;
+                let key =
+                    p256::SecretKey::from_pkcs8_der(der).map_err(|_| KeyError::WrongType {
+                        expected: "P-256 EC",
+                    })?;
                 let spki = key.public_key().to_public_key_der().map_err(|e| enc(&e))?;
                 (EncodingKey::from_ec_der(der), spki.into_vec())
             }
             KeyType::P384 => {
-                let key = p384::SecretKey::from_pkcs8_der(der)
-                    .map_err(|_| KeyError::WrongType { expected: "P-384 EC" })?;
+                let key =
+                    p384::SecretKey::from_pkcs8_der(der).map_err(|_| KeyError::WrongType {
+                        expected: "P-384 EC",
+                    })?;
                 let spki = key.public_key().to_public_key_der().map_err(|e| enc(&e))?;
                 (EncodingKey::from_ec_der(der), spki.into_vec())
             }
@@ -128,9 +132,8 @@ impl KeyPair {
     /// Parses an imported key given as PKCS#8 PEM or base64 DER.
     pub fn import(algorithm: Algorithm, text: &str) -> Result<Self, KeyError> {
         let der = if text.contains("-----BEGIN") {
-            let (label, doc) = p256::pkcs8::SecretDocument::from_pem(text).map_err(|_| {
-                KeyError::Encoding("the PEM block could not be read".into())
-            })?;
+            let (label, doc) = p256::pkcs8::SecretDocument::from_pem(text)
+                .map_err(|_| KeyError::Encoding("the PEM block could not be read".into()))?;
             if label != "PRIVATE KEY" {
                 return Err(KeyError::Encoding(format!(
                     "expected a PKCS#8 \"PRIVATE KEY\" PEM block, got {label:?}"
@@ -168,14 +171,20 @@ impl PublicKey {
                 (members, key.size() * 8)
             }
             KeyType::P256 => {
-                let key = p256::PublicKey::from_public_key_der(&spki_der)
-                    .map_err(|_| KeyError::WrongType { expected: "P-256 EC" })?;
+                let key = p256::PublicKey::from_public_key_der(&spki_der).map_err(|_| {
+                    KeyError::WrongType {
+                        expected: "P-256 EC",
+                    }
+                })?;
                 let point = p256::EncodedPoint::from(key);
                 (ec_members("P-256", point.x(), point.y()), 256)
             }
             KeyType::P384 => {
-                let key = p384::PublicKey::from_public_key_der(&spki_der)
-                    .map_err(|_| KeyError::WrongType { expected: "P-384 EC" })?;
+                let key = p384::PublicKey::from_public_key_der(&spki_der).map_err(|_| {
+                    KeyError::WrongType {
+                        expected: "P-384 EC",
+                    }
+                })?;
                 let point = p384::EncodedPoint::from(key);
                 (ec_members("P-384", point.x(), point.y()), 384)
             }

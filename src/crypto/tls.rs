@@ -14,9 +14,13 @@ pub fn ensure_dev_certificate(cert_path: &Path, key_path: &Path) -> anyhow::Resu
     if cert_path.exists() && key_path.exists() {
         return Ok(false);
     }
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    let certified = rcgen::generate_simple_self_signed(names)
-        .context("generating the dev TLS certificate")?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).context("generating the dev TLS certificate")?;
     crate::fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())
         .with_context(|| format!("writing {}", key_path.display()))?;
     std::fs::write(cert_path, certified.cert.pem())

@@ -91,7 +91,10 @@ impl FromStr for Algorithm {
             .find(|a| a.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
-                format!("unsupported algorithm {s:?}; supported: {}", names.join(", "))
+                format!(
+                    "unsupported algorithm {s:?}; supported: {}",
+                    names.join(", ")
+                )
             })
     }
 }

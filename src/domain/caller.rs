@@ -27,7 +27,9 @@ impl TryFrom<RawRateLimit> for RateLimit {
     fn try_from(raw: RawRateLimit) -> Result<Self, String> {
         for (name, v) in [("per_second", raw.per_second), ("burst", raw.burst)] {
             if !(1..=RATE_BOUND).contains(&v) {
-                return Err(format!("{name} must be between 1 and {RATE_BOUND}, got {v}"));
+                return Err(format!(
+                    "{name} must be between 1 and {RATE_BOUND}, got {v}"
+                ));
             }
         }
         Ok(Self {

@@ -58,7 +58,9 @@ pub fn check_audience(value: &str) -> Result<(), String> {
         return Err("audience must not be empty".into());
     }
     if value.len() > MAX_AUDIENCE_LEN {
-        return Err(format!("audience is longer than {MAX_AUDIENCE_LEN} characters"));
+        return Err(format!(
+            "audience is longer than {MAX_AUDIENCE_LEN} characters"
+        ));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("audience must be printable ASCII without spaces".into());

@@ -31,7 +31,10 @@ impl KeyState {
     /// Verifiers can resolve the key: it may sign soon, signs now, or
     /// signed tokens that have not expired yet.
     pub fn is_published(self) -> bool {
-        matches!(self, KeyState::Pending | KeyState::Active | KeyState::Retired)
+        matches!(
+            self,
+            KeyState::Pending | KeyState::Active | KeyState::Retired
+        )
     }
 }
 

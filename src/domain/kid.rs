@@ -26,9 +26,9 @@ impl Kid {
     }
 
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
-        let (caller, key) = value.split_once('/').ok_or_else(|| {
-            InvalidField::new("kid", "a kid has the form <caller>/<key-name>")
-        })?;
+        let (caller, key) = value
+            .split_once('/')
+            .ok_or_else(|| InvalidField::new("kid", "a kid has the form <caller>/<key-name>"))?;
         let caller = CallerName::parse(caller).map_err(|e| e.within("kid"))?;
         let key = KeyName::parse(key).map_err(|e| e.within("kid"))?;
         Ok(Self::new(&caller, &key))
@@ -75,7 +75,17 @@ mod tests {
 
     #[test]
     fn rejects_traversal_and_odd_shapes() {
-        for bad in ["svc-a", "svc-a/", "/x", "svc-a/../x", "svc-a/./x", "a/b/c", "a//b", "..", "a/.."] {
+        for bad in [
+            "svc-a",
+            "svc-a/",
+            "/x",
+            "svc-a/../x",
+            "svc-a/./x",
+            "a/b/c",
+            "a//b",
+            "..",
+            "a/..",
+        ] {
             assert!(Kid::parse(bad).is_err(), "{bad}");
         }
     }

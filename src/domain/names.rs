@@ -123,7 +123,17 @@ mod tests {
 
     #[test]
     fn rejects_names_outside_the_grammar() {
-        for bad in ["", "-a", ".", "..", "a/b", "a b", "é", "a\n", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "-a",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "é",
+            "a\n",
+            &"a".repeat(65),
+        ] {
             assert!(CallerName::parse(bad).is_err(), "{bad:?}");
         }
     }

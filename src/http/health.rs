@@ -29,6 +29,8 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     if state.store.is_ready().await? {
         Ok(HttpResponse::Ok().json(Health { status: "ready" }))
     } else {
-        Err(ApiError::Unavailable("database migrations are not applied yet".into()))
+        Err(ApiError::Unavailable(
+            "database migrations are not applied yet".into(),
+        ))
     }
 }

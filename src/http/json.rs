@@ -22,7 +22,9 @@ fn is_json(req: &HttpRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
-        .is_some_and(|v| v == "application/json" || (v.starts_with("application/") && v.ends_with("+json")))
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
 }
 
 /// serde_json appends " at line 1 column 9"; the field path says more.
@@ -55,9 +57,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                     "the request body must be JSON: send Content-Type: application/json".into(),
                 ));
             }
-            let too_large = || {
-                ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"))
-            };
+            let too_large =
+                || ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"));
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large());
             }

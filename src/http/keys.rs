@@ -26,7 +26,10 @@ fn cache_control(state: &AppState) -> CacheControl {
     )
 )]
 #[get("/v1/keys/{kid:.*}")]
-pub async fn public_key(state: web::Data<AppState>, kid: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn public_key(
+    state: web::Data<AppState>,
+    kid: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let not_found = || ApiError::NotFound("no published key with that kid".into());
     let kid = Kid::parse(&kid).map_err(|_| not_found())?;
     let snapshot = state.keyring.snapshot();

@@ -28,7 +28,10 @@ impl Modify for BasicAuth {
         openapi
             .components
             .get_or_insert_with(Default::default)
-            .add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+            .add_security_scheme(
+                "basic",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+            );
     }
 }
 
@@ -44,7 +47,9 @@ pub fn spec() -> utoipa::openapi::OpenApi {
 
 /// Pretty JSON of [`spec`], with a trailing newline.
 pub fn spec_json() -> String {
-    let mut json = spec().to_pretty_json().expect("the OpenAPI document serialises");
+    let mut json = spec()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
     json.push('\n');
     json
 }

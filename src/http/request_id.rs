@@ -26,7 +26,8 @@ fn sane(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| s.to_owned())
 }
 
@@ -58,7 +59,11 @@ pub async fn middleware(
 }
 
 fn to_problem(res: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {
-    if let Some(api) = res.response().error().and_then(|e| e.as_error::<ApiError>()) {
+    if let Some(api) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+    {
         let rendered = api.render(Some(id));
         return res.into_response(rendered);
     }

@@ -37,8 +37,12 @@ pub fn spawn(state: Arc<AppState>) -> Jobs {
 }
 
 /// Runs `pass` every `period` until `stopped` flips.
-async fn every_interval<F, Fut>(name: &'static str, period: Duration, mut stopped: watch::Receiver<bool>, pass: F)
-where
+async fn every_interval<F, Fut>(
+    name: &'static str,
+    period: Duration,
+    mut stopped: watch::Receiver<bool>,
+    pass: F,
+) where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {

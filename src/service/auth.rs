@@ -38,10 +38,9 @@ pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResu
         let _ = secret::matches(&presented_hash, &[0u8; 32]);
         return Err(invalid_credentials());
     };
-    let matched = credentials
-        .hashes
-        .iter()
-        .fold(false, |acc, stored| acc | secret::matches(&presented_hash, stored));
+    let matched = credentials.hashes.iter().fold(false, |acc, stored| {
+        acc | secret::matches(&presented_hash, stored)
+    });
     if !matched {
         return Err(invalid_credentials());
     }

@@ -24,7 +24,9 @@ pub async fn verify_master_key(store: &Store, key: &MasterKey) -> anyhow::Result
     let stored = meta::get(&mut conn, CHECK_NAME)
         .await?
         .context("master key check vanished")?;
-    let blob = STANDARD.decode(stored).context("master key check is not base64")?;
+    let blob = STANDARD
+        .decode(stored)
+        .context("master key check is not base64")?;
     match key.open(&blob, CHECK_AAD) {
         Ok(plain) if plain == CHECK_PLAINTEXT => Ok(()),
         _ => anyhow::bail!(
@@ -48,7 +50,9 @@ pub struct AdminCredentials {
 pub struct AdminExists(pub String);
 
 /// Creates the caller `admin` in group `admin` unless some admin exists.
-pub async fn create_first_admin(state: &AppState) -> anyhow::Result<Result<AdminCredentials, AdminExists>> {
+pub async fn create_first_admin(
+    state: &AppState,
+) -> anyhow::Result<Result<AdminCredentials, AdminExists>> {
     let existing = {
         let mut conn = state.store.acquire().await?;
         caller_store::list(&mut conn)

@@ -96,7 +96,16 @@ pub async fn create(state: &AppState, spec: CallerSpec) -> ApiResult<CreatedCall
         other => other?,
     }
     secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
-    let key = store_key(&mut tx, state, &spec.name, &new_key_name(now), &pair, true, now).await?;
+    let key = store_key(
+        &mut tx,
+        state,
+        &spec.name,
+        &new_key_name(now),
+        &pair,
+        true,
+        now,
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     keys::refresh(state).await?;
     Ok(CreatedCaller {
@@ -109,7 +118,9 @@ pub async fn create(state: &AppState, spec: CallerSpec) -> ApiResult<CreatedCall
 
 pub async fn get(state: &AppState, name: &str) -> ApiResult<CallerRow> {
     let mut conn = state.store.acquire().await?;
-    callers::get(&mut conn, name).await?.ok_or_else(|| not_found(name))
+    callers::get(&mut conn, name)
+        .await?
+        .ok_or_else(|| not_found(name))
 }
 
 pub async fn list(state: &AppState) -> ApiResult<Vec<CallerRow>> {
@@ -119,7 +130,9 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<CallerRow>> {
 
 pub async fn update(state: &AppState, name: &str, changes: CallerChanges) -> ApiResult<CallerRow> {
     let mut tx = state.store.begin().await?;
-    let mut row = callers::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    let mut row = callers::get(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     if let Some(groups) = &changes.groups {
         check_groups_exist(&mut tx, groups).await?;
         row.groups = strings(groups);
@@ -151,7 +164,9 @@ pub async fn update(state: &AppState, name: &str, changes: CallerChanges) -> Api
 
 pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
-    callers::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    callers::get(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     ensure_another_admin(&mut tx, name).await?;
     callers::delete(&mut tx, name).await?;
     tx.commit().await.map_err(StoreError::from)?;
@@ -162,7 +177,8 @@ pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
 /// asapd any more without direct database access.
 async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
     let row = callers::get(conn, name).await?;
-    let is_admin_now = row.is_some_and(|r| r.enabled && r.groups.iter().any(|g| g == GroupName::ADMIN));
+    let is_admin_now =
+        row.is_some_and(|r| r.enabled && r.groups.iter().any(|g| g == GroupName::ADMIN));
     if is_admin_now && callers::count_enabled_members(conn, GroupName::ADMIN, name).await? == 0 {
         return Err(ApiError::Conflict(format!(
             "{name} is the last enabled admin; add another admin before removing, disabling or demoting it"

@@ -26,7 +26,6 @@ pub struct GroupChanges {
     pub allow_subject: Option<bool>,
 }
 
-
 fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
     items.iter().cloned().map(Into::into).collect()
 }
@@ -45,7 +44,10 @@ pub async fn create(state: &AppState, spec: GroupSpec) -> ApiResult<GroupRow> {
     let mut tx = state.store.begin().await?;
     match groups::insert(&mut tx, &row).await {
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!("group {} already exists", row.name)))
+            return Err(ApiError::Conflict(format!(
+                "group {} already exists",
+                row.name
+            )))
         }
         other => other?,
     }
@@ -55,7 +57,9 @@ pub async fn create(state: &AppState, spec: GroupSpec) -> ApiResult<GroupRow> {
 
 pub async fn get(state: &AppState, name: &str) -> ApiResult<GroupRow> {
     let mut conn = state.store.acquire().await?;
-    groups::get(&mut conn, name).await?.ok_or_else(|| not_found(name))
+    groups::get(&mut conn, name)
+        .await?
+        .ok_or_else(|| not_found(name))
 }
 
 pub async fn list(state: &AppState) -> ApiResult<Vec<GroupRow>> {
@@ -65,7 +69,9 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<GroupRow>> {
 
 pub async fn update(state: &AppState, name: &str, changes: GroupChanges) -> ApiResult<GroupRow> {
     let mut tx = state.store.begin().await?;
-    let mut row = groups::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    let mut row = groups::get(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     if let Some(a) = changes.audiences {
         row.audiences = strings(&a);
     }
@@ -86,7 +92,9 @@ pub async fn update(state: &AppState, name: &str, changes: GroupChanges) -> ApiR
 
 pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
-    groups::get(&mut tx, name).await?.ok_or_else(|| not_found(name))?;
+    groups::get(&mut tx, name)
+        .await?
+        .ok_or_else(|| not_found(name))?;
     if GroupName::parse(name).is_ok_and(|n| n.is_reserved()) {
         return Err(ApiError::Conflict(format!(
             "group {name} is reserved and cannot be deleted"

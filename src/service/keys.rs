@@ -102,7 +102,12 @@ pub async fn store_key(
         kid: kid.to_string(),
         caller: caller.to_string(),
         algorithm: pair.algorithm.to_string(),
-        state: if activate { KeyState::Active } else { KeyState::Pending }.to_string(),
+        state: if activate {
+            KeyState::Active
+        } else {
+            KeyState::Pending
+        }
+        .to_string(),
         public_der: pair.public.spki_der.clone(),
         private_enc: state
             .keyring
@@ -115,7 +120,9 @@ pub async fn store_key(
     };
     match keys::insert(conn, &row).await {
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!("key {kid} already exists; kids are never reused")))
+            return Err(ApiError::Conflict(format!(
+                "key {kid} already exists; kids are never reused"
+            )))
         }
         other => other?,
     }
@@ -157,7 +164,12 @@ pub async fn import(
     add(state, caller, req, pair).await
 }
 
-async fn add(state: &AppState, caller: &CallerName, req: NewKey, pair: KeyPair) -> ApiResult<KeyInfo> {
+async fn add(
+    state: &AppState,
+    caller: &CallerName,
+    req: NewKey,
+    pair: KeyPair,
+) -> ApiResult<KeyInfo> {
     let now = state.clock.now();
     let name = req.name.unwrap_or_else(|| new_key_name(now));
     let mut tx = state.store.begin().await?;
@@ -195,7 +207,8 @@ pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo>
             drop(tx);
             let pair = generate_pair(algorithm).await?;
             let mut tx = state.store.begin().await?;
-            let row = store_key(&mut tx, state, caller, &new_key_name(now), &pair, true, now).await?;
+            let row =
+                store_key(&mut tx, state, caller, &new_key_name(now), &pair, true, now).await?;
             tx.commit().await.map_err(StoreError::from)?;
             row
         }
@@ -231,7 +244,18 @@ pub async fn revoke(state: &AppState, kid: &Kid) -> ApiResult<(KeyInfo, Option<K
     let replacement = match replacement_pair.filter(|_| was_active) {
         Some(pair) => {
             let caller = CallerName::parse(kid.caller())?;
-            Some(store_key(&mut tx, state, &caller, &new_key_name(now), &pair, true, now).await?)
+            Some(
+                store_key(
+                    &mut tx,
+                    state,
+                    &caller,
+                    &new_key_name(now),
+                    &pair,
+                    true,
+                    now,
+                )
+                .await?,
+            )
         }
         None => None,
     };
@@ -265,5 +289,9 @@ pub async fn get(state: &AppState, kid: &Kid) -> ApiResult<KeyInfo> {
 
 /// Reloads the key ring after a committed change.
 pub async fn refresh(state: &AppState) -> ApiResult<()> {
-    state.keyring.reload(&state.store).await.map_err(ApiError::internal)
+    state
+        .keyring
+        .reload(&state.store)
+        .await
+        .map_err(ApiError::internal)
 }

@@ -18,7 +18,9 @@ pub struct CreatedSecret {
 
 pub async fn add(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
     let mut tx = state.store.begin().await?;
-    callers::get(&mut tx, caller).await?.ok_or_else(|| not_found(caller))?;
+    callers::get(&mut tx, caller)
+        .await?
+        .ok_or_else(|| not_found(caller))?;
     if secrets::list(&mut tx, caller).await?.len() >= MAX_SECRETS_PER_CALLER {
         return Err(ApiError::Conflict(format!(
             "{caller} already has {MAX_SECRETS_PER_CALLER} secrets; revoke one first"
@@ -37,7 +39,9 @@ pub async fn add(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
 
 pub async fn list(state: &AppState, caller: &str) -> ApiResult<Vec<SecretRow>> {
     let mut conn = state.store.acquire().await?;
-    callers::get(&mut conn, caller).await?.ok_or_else(|| not_found(caller))?;
+    callers::get(&mut conn, caller)
+        .await?
+        .ok_or_else(|| not_found(caller))?;
     Ok(secrets::list(&mut conn, caller).await?)
 }
 

@@ -54,7 +54,11 @@ macro_rules! caller_columns {
 }
 
 pub async fn insert(conn: &mut Conn, row: &CallerRow) -> StoreResult<()> {
-    sqlx::query(concat!("INSERT INTO callers (", caller_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"))
+    sqlx::query(concat!(
+        "INSERT INTO callers (",
+        caller_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    ))
     .bind(&row.name)
     .bind(&row.algorithm)
     .bind(to_json_list(&row.cidrs))
@@ -106,7 +110,11 @@ async fn set_groups(conn: &mut Conn, caller: &str, groups: &[String]) -> StoreRe
 }
 
 pub async fn get(conn: &mut Conn, name: &str) -> StoreResult<Option<CallerRow>> {
-    let raw = sqlx::query_as::<_, RawCaller>(concat!("SELECT ", caller_columns!(), " FROM callers WHERE name = $1"))
+    let raw = sqlx::query_as::<_, RawCaller>(concat!(
+        "SELECT ",
+        caller_columns!(),
+        " FROM callers WHERE name = $1"
+    ))
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?;
@@ -121,14 +129,17 @@ pub async fn get(conn: &mut Conn, name: &str) -> StoreResult<Option<CallerRow>> 
 }
 
 pub async fn list(conn: &mut Conn) -> StoreResult<Vec<CallerRow>> {
-    let raws = sqlx::query_as::<_, RawCaller>(concat!("SELECT ", caller_columns!(), " FROM callers ORDER BY name"))
-        .fetch_all(&mut *conn)
-        .await?;
-    let pairs: Vec<(String, String)> = sqlx::query_as(
-        "SELECT caller, group_name FROM caller_groups ORDER BY caller, group_name",
-    )
+    let raws = sqlx::query_as::<_, RawCaller>(concat!(
+        "SELECT ",
+        caller_columns!(),
+        " FROM callers ORDER BY name"
+    ))
     .fetch_all(&mut *conn)
     .await?;
+    let pairs: Vec<(String, String)> =
+        sqlx::query_as("SELECT caller, group_name FROM caller_groups ORDER BY caller, group_name")
+            .fetch_all(&mut *conn)
+            .await?;
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
     for (caller, group) in pairs {
         groups.entry(caller).or_default().push(group);

@@ -46,7 +46,11 @@ macro_rules! group_columns {
 }
 
 pub async fn insert(conn: &mut Conn, row: &GroupRow) -> StoreResult<()> {
-    sqlx::query(concat!("INSERT INTO groups (", group_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+    sqlx::query(concat!(
+        "INSERT INTO groups (",
+        group_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
     .bind(&row.name)
     .bind(to_json_list(&row.audiences))
     .bind(row.max_lifetime)
@@ -79,21 +83,29 @@ pub async fn update(conn: &mut Conn, row: &GroupRow) -> StoreResult<()> {
 }
 
 pub async fn get(conn: &mut Conn, name: &str) -> StoreResult<Option<GroupRow>> {
-    sqlx::query_as::<_, RawGroup>(concat!("SELECT ", group_columns!(), " FROM groups WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(conn)
-        .await?
-        .map(GroupRow::try_from)
-        .transpose()
+    sqlx::query_as::<_, RawGroup>(concat!(
+        "SELECT ",
+        group_columns!(),
+        " FROM groups WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(conn)
+    .await?
+    .map(GroupRow::try_from)
+    .transpose()
 }
 
 pub async fn list(conn: &mut Conn) -> StoreResult<Vec<GroupRow>> {
-    sqlx::query_as::<_, RawGroup>(concat!("SELECT ", group_columns!(), " FROM groups ORDER BY name"))
-        .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(GroupRow::try_from)
-        .collect()
+    sqlx::query_as::<_, RawGroup>(concat!(
+        "SELECT ",
+        group_columns!(),
+        " FROM groups ORDER BY name"
+    ))
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(GroupRow::try_from)
+    .collect()
 }
 
 /// Groups a caller belongs to, with their grants.

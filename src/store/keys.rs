@@ -24,7 +24,11 @@ macro_rules! key_columns {
 }
 
 pub async fn insert(conn: &mut Conn, row: &KeyRow) -> StoreResult<()> {
-    sqlx::query(concat!("INSERT INTO keys (", key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"))
+    sqlx::query(concat!(
+        "INSERT INTO keys (",
+        key_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
     .bind(&row.kid)
     .bind(&row.caller)
     .bind(&row.algorithm)
@@ -41,16 +45,22 @@ pub async fn insert(conn: &mut Conn, row: &KeyRow) -> StoreResult<()> {
 }
 
 pub async fn get(conn: &mut Conn, kid: &str) -> StoreResult<Option<KeyRow>> {
-    Ok(
-        sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE kid = $1"))
-            .bind(kid)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM keys WHERE kid = $1"
+    ))
+    .bind(kid)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn list_for_caller(conn: &mut Conn, caller: &str) -> StoreResult<Vec<KeyRow>> {
-    Ok(sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE caller = $1 ORDER BY created_at DESC, kid DESC"))
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM keys WHERE caller = $1 ORDER BY created_at DESC, kid DESC"
+    ))
     .bind(caller)
     .fetch_all(conn)
     .await?)
@@ -58,7 +68,11 @@ pub async fn list_for_caller(conn: &mut Conn, caller: &str) -> StoreResult<Vec<K
 
 /// Keys verifiers may resolve: pending, active and retired.
 pub async fn list_published(conn: &mut Conn) -> StoreResult<Vec<KeyRow>> {
-    Ok(sqlx::query_as(concat!("SELECT ", key_columns!(), " FROM keys WHERE state IN ('pending', 'active', 'retired') ORDER BY kid"))
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM keys WHERE state IN ('pending', 'active', 'retired') ORDER BY kid"
+    ))
     .fetch_all(conn)
     .await?)
 }
@@ -92,11 +106,10 @@ pub async fn activate(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<()> {
 
 /// Revokes a key; returns its previous state, or `None` if no such kid.
 pub async fn revoke(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<Option<String>> {
-    let previous: Option<String> =
-        sqlx::query_scalar("SELECT state FROM keys WHERE kid = $1")
-            .bind(kid)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let previous: Option<String> = sqlx::query_scalar("SELECT state FROM keys WHERE kid = $1")
+        .bind(kid)
+        .fetch_optional(&mut *conn)
+        .await?;
     if previous.is_some() {
         sqlx::query("UPDATE keys SET state = 'revoked', revoked_at = $2 WHERE kid = $1")
             .bind(kid)

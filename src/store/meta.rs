@@ -23,12 +23,11 @@ pub async fn put(conn: &mut Conn, name: &str, value: &str) -> StoreResult<()> {
 
 /// Inserts only if absent; returns whether this call inserted it.
 pub async fn put_if_absent(conn: &mut Conn, name: &str, value: &str) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(value)
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query("INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }

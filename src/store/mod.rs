@@ -137,12 +137,11 @@ impl Store {
     /// Ready when the database answers and every migration is applied.
     pub async fn is_ready(&self) -> StoreResult<bool> {
         let latest = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::from)?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
         Ok(applied.unwrap_or(0) >= latest)
     }
 

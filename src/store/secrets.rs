@@ -16,13 +16,15 @@ pub async fn insert(
     hash: &[u8],
     created_at: i64,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO caller_secrets (id, caller, hash, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(caller)
-        .bind(hash)
-        .bind(created_at)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO caller_secrets (id, caller, hash, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(caller)
+    .bind(hash)
+    .bind(created_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -151,7 +151,10 @@ pub async fn create_caller(
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 #[get("/v1/admin/callers")]
-pub async fn list_callers(_admin: AdminCaller, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+pub async fn list_callers(
+    _admin: AdminCaller,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let rows = callers::list(&state).await?;
     let views: Vec<_> = rows.into_iter().map(|r| view(&state, r)).collect();
     Ok(HttpResponse::Ok().json(views))

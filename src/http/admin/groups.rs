@@ -111,7 +111,10 @@ pub async fn create_group(
 /// Lists every group, reserved ones included.
 #[utoipa::path(tag = "admin", security(("basic" = [])), responses((status = 200, body = Vec<GroupView>)))]
 #[get("/v1/admin/groups")]
-pub async fn list_groups(_admin: AdminCaller, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+pub async fn list_groups(
+    _admin: AdminCaller,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
     let rows = groups::list(&state).await?;
     Ok(HttpResponse::Ok().json(rows.into_iter().map(GroupView::from).collect::<Vec<_>>()))
 }

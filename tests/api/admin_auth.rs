@@ -1,0 +1,163 @@
+//! Who may use the admin API.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn missing_credentials_get_401_with_a_challenge() {
+    let app = spawn_app().await;
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .send()
+        .await
+        .unwrap();
+    let challenge = res.headers().get("www-authenticate").cloned();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    assert!(challenge
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("Basic realm=\"asapd\""));
+}
+
+#[tokio::test]
+async fn wrong_secret_and_unknown_caller_get_401() {
+    let app = spawn_app().await;
+    for (user, secret) in [("admin", "asapd_wrong"), ("nobody", "x"), ("admin", "")] {
+        let res = app
+            .request(Method::GET, "/v1/admin/callers")
+            .basic_auth(user, Some(secret))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.headers().contains_key("www-authenticate"));
+        assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    }
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .header("authorization", "Basic !!!not-base64")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+}
+
+#[tokio::test]
+async fn revoked_secret_gets_401() {
+    let app = spawn_app().await;
+    let added: serde_json::Value = app
+        .admin(Method::POST, "/v1/admin/callers/admin/secrets")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = added["client_secret"].as_str().unwrap();
+    let with_second = || {
+        app.request(Method::GET, "/v1/admin/callers")
+            .basic_auth("admin", Some(second))
+            .send()
+    };
+    assert_eq!(with_second().await.unwrap().status(), StatusCode::OK);
+    let id = added["id"].as_str().unwrap();
+    let res = app
+        .admin(
+            Method::DELETE,
+            &format!("/v1/admin/callers/admin/secrets/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_problem(with_second().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    // The first secret still works.
+    assert_eq!(
+        app.admin_get("/v1/admin/callers").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn non_admin_caller_gets_403() {
+    let app = spawn_app().await;
+    app.create_group("svc", &["svc-b"]).await;
+    let caller = app
+        .create_caller(json!({"name": "svc-a", "groups": ["svc"]}))
+        .await;
+    let secret = caller["client_secret"].as_str().unwrap();
+    for method in [Method::GET, Method::POST] {
+        let res = app
+            .request(method, "/v1/admin/groups")
+            .basic_auth("svc-a", Some(secret))
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(res, StatusCode::FORBIDDEN).await;
+        assert!(body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not in group admin"));
+    }
+}
+
+#[tokio::test]
+async fn auditor_reads_but_cannot_write() {
+    let app = spawn_app().await;
+    let auditor = app
+        .create_caller(json!({"name": "audit-bot", "groups": ["auditor"]}))
+        .await;
+    let secret = auditor["client_secret"].as_str().unwrap();
+    for path in [
+        "/v1/admin/callers",
+        "/v1/admin/groups",
+        "/v1/admin/callers/admin/keys",
+    ] {
+        let res = app
+            .request(Method::GET, path)
+            .basic_auth("audit-bot", Some(secret))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let res = app
+        .request(Method::POST, "/v1/admin/groups")
+        .basic_auth("audit-bot", Some(secret))
+        .json(&json!({"name": "sneaky", "audiences": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(res, StatusCode::FORBIDDEN).await;
+    assert!(body["detail"].as_str().unwrap().contains("read-only"));
+    assert_eq!(
+        app.admin_get("/v1/admin/groups/sneaky").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn disabled_admin_is_refused() {
+    let app = spawn_app().await;
+    let second = app
+        .create_caller(json!({"name": "root2", "groups": ["admin"]}))
+        .await;
+    let res = app
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/root2",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .basic_auth("root2", second["client_secret"].as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::FORBIDDEN).await;
+}

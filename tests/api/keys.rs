@@ -1,0 +1,300 @@
+//! Key generation for every algorithm, and the key lifecycle.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use p256::pkcs8::{DecodePublicKey, EncodePrivateKey, LineEnding};
+use reqwest::{Method, StatusCode};
+use rsa::traits::PublicKeyParts;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+
+async fn pem_of(app: &TestApp, kid: &str) -> reqwest::Response {
+    app.request(Method::GET, &format!("/v1/keys/{kid}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn jwks(app: &TestApp) -> Vec<Value> {
+    let body: Value = app
+        .request(Method::GET, "/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["keys"].as_array().unwrap().clone()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[tokio::test]
+async fn every_algorithm_publishes_the_right_key_type_and_size() {
+    let app = spawn_app().await;
+    let cases = [
+        ("RS256", "RSA", 2048),
+        ("RS384", "RSA", 3072),
+        ("RS512", "RSA", 4096),
+        ("PS256", "RSA", 2048),
+        ("PS384", "RSA", 3072),
+        ("PS512", "RSA", 4096),
+        ("ES256", "P-256", 256),
+        ("ES384", "P-384", 384),
+    ];
+    for (alg, kind, bits) in cases {
+        let name = format!("svc-{}", alg.to_lowercase());
+        let created = app
+            .create_caller(json!({"name": name, "algorithm": alg}))
+            .await;
+        let kid = created["kid"].as_str().unwrap().to_owned();
+        let res = pem_of(&app, &kid).await;
+        assert_eq!(res.status(), StatusCode::OK, "{alg}");
+        assert_eq!(res.headers()["content-type"], "application/x-pem-file");
+        let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
+        assert!(
+            cache.contains("public") && cache.contains("max-age="),
+            "{cache}"
+        );
+        let pem = res.text().await.unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+            "{alg}: SPKI PEM"
+        );
+
+        let jwk = jwks(&app)
+            .await
+            .into_iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap_or_else(|| panic!("{alg}: {kid} in JWKS"));
+        assert_eq!(jwk["alg"], alg);
+        assert_eq!(jwk["use"], "sig");
+        match kind {
+            "RSA" => {
+                let key = rsa::RsaPublicKey::from_public_key_pem(&pem).expect("RSA SPKI");
+                assert_eq!(key.size() * 8, bits, "{alg} modulus");
+                assert_eq!(jwk["kty"], "RSA");
+                assert_eq!(jwk["n"], b64(&key.n().to_bytes_be()));
+                assert_eq!(jwk["e"], b64(&key.e().to_bytes_be()));
+            }
+            "P-256" => {
+                let key = p256::PublicKey::from_public_key_pem(&pem).expect("P-256 SPKI");
+                let point = p256::EncodedPoint::from(key);
+                assert_eq!(jwk["crv"], "P-256");
+                assert_eq!(jwk["x"], b64(point.x().unwrap()));
+                assert_eq!(jwk["y"], b64(point.y().unwrap()));
+            }
+            _ => {
+                let key = p384::PublicKey::from_public_key_pem(&pem).expect("P-384 SPKI");
+                let point = p384::EncodedPoint::from(key);
+                assert_eq!(jwk["crv"], "P-384");
+                assert_eq!(jwk["x"], b64(point.x().unwrap()));
+                assert_eq!(jwk["y"], b64(point.y().unwrap()));
+            }
+        }
+        let info: Value = app
+            .admin_get(&format!("/v1/admin/keys/{kid}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["algorithm"], alg);
+        assert_eq!(info["public_key_pem"], pem.as_str());
+    }
+}
+
+#[tokio::test]
+async fn pending_active_retired_revoked() {
+    let app = spawn_app().await;
+    let created = app.create_caller(json!({"name": "svc-a"})).await;
+    let first = created["kid"].as_str().unwrap().to_owned();
+
+    // A pending key is published before it signs.
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers/svc-a/keys",
+            json!({"name": "next"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let pending: Value = res.json().await.unwrap();
+    assert_eq!(pending["kid"], "svc-a/next");
+    assert_eq!(pending["state"], "pending");
+    assert_eq!(pending["published"], true);
+    assert_eq!(pem_of(&app, "svc-a/next").await.status(), StatusCode::OK);
+    let caller: Value = app
+        .admin_get("/v1/admin/callers/svc-a")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(caller["active_kid"], first.as_str());
+
+    // Rotation activates the pending key; the old one retires, still published.
+    let res = app
+        .admin(Method::POST, "/v1/admin/callers/svc-a/keys/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let active: Value = res.json().await.unwrap();
+    assert_eq!(active["kid"], "svc-a/next");
+    assert_eq!(active["state"], "active");
+    let old: Value = app
+        .admin_get(&format!("/v1/admin/keys/{first}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["state"], "retired");
+    assert_eq!(pem_of(&app, &first).await.status(), StatusCode::OK);
+
+    // Revoking unpublishes at once.
+    let res = app
+        .admin(Method::POST, &format!("/v1/admin/keys/{first}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let revoked: Value = res.json().await.unwrap();
+    assert_eq!(revoked["revoked"]["state"], "revoked");
+    assert_eq!(revoked["replacement"], Value::Null);
+    assert_problem(pem_of(&app, &first).await, StatusCode::NOT_FOUND).await;
+    assert!(jwks(&app).await.iter().all(|k| k["kid"] != first.as_str()));
+
+    // Revoking the active key puts a fresh one in its place.
+    let res = app
+        .admin(Method::POST, "/v1/admin/keys/svc-a/next/revoke")
+        .send()
+        .await
+        .unwrap();
+    let revoked: Value = res.json().await.unwrap();
+    let replacement = revoked["replacement"]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(revoked["replacement"]["state"], "active");
+    assert_problem(pem_of(&app, "svc-a/next").await, StatusCode::NOT_FOUND).await;
+    assert_eq!(pem_of(&app, &replacement).await.status(), StatusCode::OK);
+
+    let list: Value = app
+        .admin_get("/v1/admin/callers/svc-a/keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let states: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "active").count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "revoked").count(),
+        2,
+        "{states:?}"
+    );
+}
+
+#[tokio::test]
+async fn generate_active_retires_the_current_key() {
+    let app = spawn_app().await;
+    let created = app.create_caller(json!({"name": "svc-a"})).await;
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers/svc-a/keys",
+            json!({"activate": true, "algorithm": "ES384"}),
+        )
+        .await;
+    let key: Value = res.json().await.unwrap();
+    assert_eq!(key["state"], "active");
+    assert_eq!(key["algorithm"], "ES384");
+    let old: Value = app
+        .admin_get(&format!(
+            "/v1/admin/keys/{}",
+            created["kid"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["state"], "retired");
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers/svc-a/keys",
+            json!({"name": key["kid"].as_str().unwrap().split('/').nth(1)}),
+        )
+        .await;
+    assert_problem(res, StatusCode::CONFLICT).await;
+}
+
+#[tokio::test]
+async fn imported_keys_are_published_and_bad_ones_refused() {
+    let app = spawn_app().await;
+    app.create_caller(json!({"name": "svc-a"})).await;
+    let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers/svc-a/keys/import",
+            json!({"private_key": pem.as_str(), "name": "imported", "algorithm": "ES256"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let key: Value = res.json().await.unwrap();
+    assert!(key.get("private_key").is_none());
+    let served = pem_of(&app, "svc-a/imported").await.text().await.unwrap();
+    let served = p256::PublicKey::from_public_key_pem(&served).unwrap();
+    assert_eq!(served, secret.public_key());
+
+    for (body, field) in [
+        (json!({"private_key": "not a key"}), "private_key"),
+        (
+            json!({"private_key": pem.as_str(), "algorithm": "RS256"}),
+            "private_key",
+        ),
+        (
+            json!({"private_key": pem.as_str(), "algorithm": "HS256"}),
+            "algorithm",
+        ),
+    ] {
+        let res = app
+            .admin_json(Method::POST, "/v1/admin/callers/svc-a/keys/import", body)
+            .await;
+        let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem["field"], field);
+    }
+}
+
+#[tokio::test]
+async fn keys_of_unknown_callers_and_kids_are_404() {
+    let app = spawn_app().await;
+    assert_problem(
+        app.admin_get("/v1/admin/callers/ghost/keys").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.admin_get("/v1/admin/keys/ghost/k1").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.admin_get("/v1/admin/keys/not-a-kid").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let res = app
+        .admin_json(Method::POST, "/v1/admin/callers/ghost/keys", json!({}))
+        .await;
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+}

@@ -1,0 +1,95 @@
+//! The public key repository and JWKS, as verifiers see them.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn unknown_and_malformed_kids_are_404_problems() {
+    let app = spawn_app().await;
+    app.create_caller(json!({"name": "svc-a"})).await;
+    for kid in [
+        "svc-a/nope",
+        "svc-a",
+        "svc-a/",
+        "svc-a/../admin",
+        "svc-a/%2e%2e/admin",
+        "..%2f..%2fetc%2fpasswd",
+        "svc-a//x",
+        "a/b/c",
+        "%00",
+        "sv%C3%A9/x",
+    ] {
+        let res = app
+            .request(Method::GET, &format!("/v1/keys/{kid}"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(res, StatusCode::NOT_FOUND).await;
+    }
+}
+
+#[tokio::test]
+async fn jwks_lists_every_published_key_with_cache_headers() {
+    let app = spawn_app().await;
+    let a = app
+        .create_caller(json!({"name": "svc-a", "algorithm": "RS256"}))
+        .await;
+    let b = app.create_caller(json!({"name": "svc-b"})).await;
+    let res = app
+        .request(Method::GET, "/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age="));
+    let body: Value = res.json().await.unwrap();
+    let kids: Vec<_> = body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    for created in [&a, &b] {
+        assert!(kids.contains(&created["kid"].as_str().unwrap().to_owned()));
+    }
+    for key in body["keys"].as_array().unwrap() {
+        for member in ["kid", "alg", "use", "kty"] {
+            assert!(key.get(member).is_some(), "{member} in {key}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let res = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_made() {
+    let app = spawn_app().await;
+    let res = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-123");
+    let res = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    let made = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(made.len() >= 16 && made != "bad id with spaces");
+}
