@@ -7,19 +7,26 @@ use std::sync::Arc;
 pub enum Clock {
     #[default]
     System,
-    /// A clock that moves only when told to (tests).
+    /// A clock that moves only when told to (tests); holds milliseconds.
     Manual(Arc<AtomicI64>),
 }
 
 impl Clock {
     pub fn manual(start_secs: i64) -> Self {
-        Clock::Manual(Arc::new(AtomicI64::new(start_secs)))
+        Clock::Manual(Arc::new(AtomicI64::new(start_secs * 1000)))
     }
 
     /// Seconds since the Unix epoch, UTC.
     pub fn now(&self) -> i64 {
+        self.now_ms().div_euclid(1000)
+    }
+
+    /// Milliseconds since the Unix epoch, UTC.
+    pub fn now_ms(&self) -> i64 {
         match self {
-            Clock::System => time::OffsetDateTime::now_utc().unix_timestamp(),
+            Clock::System => {
+                (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+            }
             Clock::Manual(t) => t.load(Ordering::SeqCst),
         }
     }
@@ -27,9 +34,20 @@ impl Clock {
     /// Moves a manual clock forward; no effect on the system clock.
     pub fn advance(&self, secs: i64) {
         if let Clock::Manual(t) = self {
-            t.fetch_add(secs, Ordering::SeqCst);
+            t.fetch_add(secs * 1000, Ordering::SeqCst);
         }
     }
+}
+
+/// RFC 3339 rendering of Unix milliseconds, for audit records.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// RFC 3339 rendering of a Unix timestamp, for API responses.

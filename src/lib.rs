@@ -1,5 +1,6 @@
 //! asapd: key management and token issuing for ASAP.
 
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -9,6 +10,7 @@ pub mod fsutil;
 pub mod http;
 pub mod jobs;
 pub mod keyring;
+pub mod metrics;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
 
+use crate::audit::Auditor;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::tls;
@@ -17,6 +18,7 @@ use crate::http::openapi::SpecJson;
 use crate::http::{self, request_id};
 use crate::jobs::{self, Jobs};
 use crate::keyring::KeyRing;
+use crate::metrics::Metrics;
 use crate::service::bootstrap::{self, AdminCredentials};
 use crate::state::AppState;
 use crate::store::Store;
@@ -56,11 +58,15 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .reload(&store)
         .await
         .context("loading the key ring")?;
+    let metrics = Arc::new(Metrics::new());
+    let (audit, _writer) = Auditor::start(store.clone(), metrics.clone());
     Ok(AppState {
         store,
         keyring,
         settings: Arc::new(settings),
         clock,
+        audit,
+        metrics,
     })
 }
 
@@ -151,6 +157,7 @@ impl Application {
             }
         }
         self.jobs.stop().await;
+        self.state.audit.shutdown().await;
         self.state.store.close().await;
         Ok(())
     }

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use crate::audit::Auditor;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keyring::KeyRing;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub struct AppState {
@@ -12,4 +14,6 @@ pub struct AppState {
     pub keyring: Arc<KeyRing>,
     pub settings: Arc<Settings>,
     pub clock: Clock,
+    pub audit: Auditor,
+    pub metrics: Arc<Metrics>,
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod context;
 pub mod health;
 pub mod json;
 pub mod keys;

@@ -2,6 +2,7 @@
 //! module. The same statements run on SQLite and PostgreSQL through sqlx's
 //! `Any` driver: timestamps are Unix seconds, booleans 0/1, lists JSON text.
 
+pub mod audit;
 pub mod callers;
 pub mod groups;
 pub mod keys;

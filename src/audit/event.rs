@@ -1,0 +1,152 @@
+//! Audit events: what happened, to what, decided for whom, from where.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Who is acting and from where: carried from the request into every
+/// event it causes.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Caller name, or `system` for jobs, or `anonymous` before auth.
+    pub actor: String,
+    pub source_ip: Option<IpAddr>,
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    pub fn system() -> Self {
+        Self {
+            actor: "system".into(),
+            ..Self::default()
+        }
+    }
+
+    /// The same request, attributed to an authenticated caller.
+    pub fn as_actor(&self, actor: &str) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Outcome::Success),
+            "denied" => Some(Outcome::Denied),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Action names. Stable: SIEM rules match on them.
+pub mod action {
+    pub const TOKEN_ISSUED: &str = "token.issued";
+    pub const TOKEN_DENIED: &str = "token.denied";
+    pub const AUTH_FAILED: &str = "auth.failed";
+    pub const CALLER_CREATED: &str = "caller.created";
+    pub const CALLER_UPDATED: &str = "caller.updated";
+    pub const CALLER_DISABLED: &str = "caller.disabled";
+    pub const CALLER_DELETED: &str = "caller.deleted";
+    pub const SECRET_CREATED: &str = "secret.created";
+    pub const SECRET_REVOKED: &str = "secret.revoked";
+    pub const GROUP_CREATED: &str = "group.created";
+    pub const GROUP_UPDATED: &str = "group.updated";
+    pub const GROUP_DELETED: &str = "group.deleted";
+    pub const KEY_CREATED: &str = "key.created";
+    pub const KEY_IMPORTED: &str = "key.imported";
+    pub const KEY_ROTATED: &str = "key.rotated";
+    pub const KEY_REVOKED: &str = "key.revoked";
+    pub const KEY_EXPIRED: &str = "key.expired";
+    pub const SETTINGS_CHANGED: &str = "settings.changed";
+    pub const AUDIT_PRUNED: &str = "audit.pruned";
+
+    pub const ALL: &[&str] = &[
+        TOKEN_ISSUED,
+        TOKEN_DENIED,
+        AUTH_FAILED,
+        CALLER_CREATED,
+        CALLER_UPDATED,
+        CALLER_DISABLED,
+        CALLER_DELETED,
+        SECRET_CREATED,
+        SECRET_REVOKED,
+        GROUP_CREATED,
+        GROUP_UPDATED,
+        GROUP_DELETED,
+        KEY_CREATED,
+        KEY_IMPORTED,
+        KEY_ROTATED,
+        KEY_REVOKED,
+        KEY_EXPIRED,
+        SETTINGS_CHANGED,
+        AUDIT_PRUNED,
+    ];
+}
+
+/// One audit record, before it is stored.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at_ms: i64,
+    pub action: &'static str,
+    pub outcome: Outcome,
+    pub actor: String,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub target: Option<String>,
+    /// Structured facts; never a secret, private key or whole token.
+    pub detail: Value,
+}
+
+impl AuditEvent {
+    pub fn new(origin: &Origin, at_ms: i64, action: &'static str, outcome: Outcome) -> Self {
+        Self {
+            at_ms,
+            action,
+            outcome,
+            actor: origin.actor.clone(),
+            source_ip: origin.source_ip.map(|ip| ip.to_string()),
+            request_id: origin.request_id.clone(),
+            target: None,
+            detail: Value::Object(Default::default()),
+        }
+    }
+
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}

@@ -1,0 +1,129 @@
+//! Prometheus metrics, one registry per application (no globals, so tests
+//! running several apps in one process do not share counters).
+//!
+//! Label values are bounded: route patterns (not paths), methods, status
+//! codes, caller names (admin-controlled), algorithms, reasons. Never a
+//! kid, jti, IP address or free text.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub tokens_issued: IntCounterVec,
+    pub token_denials: IntCounterVec,
+    pub auth_failures: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub keys: IntGaugeVec,
+    pub active_key_age: IntGaugeVec,
+    pub audit_write_seconds: Histogram,
+    pub audit_batch_size: Histogram,
+    pub audit_pruned: IntCounter,
+    pub db_connections: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("asapd".into()), None).expect("a valid metrics prefix");
+        let m = Self {
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "http_requests_total",
+                    "HTTP requests by route pattern, method and status",
+                ),
+                &["route", "method", "status"],
+            )
+            .unwrap(),
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                    .buckets(exponential_buckets(0.0001, 2.5, 14).unwrap()),
+                &["route", "method"],
+            )
+            .unwrap(),
+            tokens_issued: IntCounterVec::new(
+                Opts::new(
+                    "tokens_issued_total",
+                    "Tokens issued by caller and algorithm",
+                ),
+                &["caller", "algorithm"],
+            )
+            .unwrap(),
+            token_denials: IntCounterVec::new(
+                Opts::new("token_denials_total", "Token requests denied, by rule"),
+                &["reason"],
+            )
+            .unwrap(),
+            auth_failures: IntCounter::new("auth_failures_total", "Failed caller authentications")
+                .unwrap(),
+            rate_limited: IntCounterVec::new(
+                Opts::new("rate_limited_total", "Requests refused by a rate limit"),
+                &["limit"],
+            )
+            .unwrap(),
+            keys: IntGaugeVec::new(Opts::new("keys", "Keys by state"), &["state"]).unwrap(),
+            active_key_age: IntGaugeVec::new(
+                Opts::new("active_key_age_seconds", "Age of each caller's active key"),
+                &["caller"],
+            )
+            .unwrap(),
+            audit_write_seconds: Histogram::with_opts(
+                HistogramOpts::new("audit_write_seconds", "Audit batch commit latency")
+                    .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            )
+            .unwrap(),
+            audit_batch_size: Histogram::with_opts(
+                HistogramOpts::new("audit_batch_size", "Audit events per commit")
+                    .buckets(exponential_buckets(1.0, 2.0, 10).unwrap()),
+            )
+            .unwrap(),
+            audit_pruned: IntCounter::new(
+                "audit_pruned_rows_total",
+                "Audit rows deleted by pruning",
+            )
+            .unwrap(),
+            db_connections: IntGaugeVec::new(
+                Opts::new("db_pool_connections", "Database pool connections by state"),
+                &["state"],
+            )
+            .unwrap(),
+            registry,
+        };
+        for c in [
+            Box::new(m.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.http_duration.clone()),
+            Box::new(m.tokens_issued.clone()),
+            Box::new(m.token_denials.clone()),
+            Box::new(m.auth_failures.clone()),
+            Box::new(m.rate_limited.clone()),
+            Box::new(m.keys.clone()),
+            Box::new(m.active_key_age.clone()),
+            Box::new(m.audit_write_seconds.clone()),
+            Box::new(m.audit_batch_size.clone()),
+            Box::new(m.audit_pruned.clone()),
+            Box::new(m.db_connections.clone()),
+        ] {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding metrics into memory cannot fail");
+        out
+    }
+}
