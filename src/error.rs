@@ -13,6 +13,10 @@ use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+fn basic_challenge() -> HeaderValue {
+    HeaderValue::from_static(r#"Basic realm="asapd", charset="UTF-8""#)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
@@ -22,6 +26,10 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// A 401 from the admin API, which takes Basic or Bearer credentials:
+    /// its challenge offers both.
+    #[error("{0}")]
+    AdminUnauthorized(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -83,7 +91,9 @@ impl ApiError {
     fn slug_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::BadRequest { .. } => ("bad-request", "Bad Request"),
-            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Unauthorized(_) | ApiError::AdminUnauthorized(_) => {
+                ("unauthorized", "Unauthorized")
+            }
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not Found"),
             ApiError::Conflict(_) => ("conflict", "Conflict"),
@@ -130,9 +140,13 @@ impl ApiError {
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         match self {
             ApiError::Unauthorized(_) => {
-                res.insert_header((
+                res.insert_header((header::WWW_AUTHENTICATE, basic_challenge()));
+            }
+            ApiError::AdminUnauthorized(_) => {
+                res.insert_header((header::WWW_AUTHENTICATE, basic_challenge()));
+                res.append_header((
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="asapd", charset="UTF-8""#),
+                    HeaderValue::from_static(r#"Bearer realm="asapd""#),
                 ));
             }
             ApiError::TooManyRequests {
@@ -150,7 +164,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::AdminUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use actix_web::web::Bytes;
 use anyhow::Context;
+use jsonwebtoken::DecodingKey;
 use serde_json::json;
 
 use crate::crypto::{KeyPair, MasterKey, PublicKey};
@@ -30,6 +31,8 @@ pub struct PublishedKey {
     pub public: PublicKey,
     /// The SPKI PEM body, ready to send.
     pub pem: Bytes,
+    /// Parsed once, to verify asapd's own Bearer tokens.
+    pub verifier: DecodingKey,
 }
 
 /// A caller's active key, parsed and ready to sign.
@@ -112,11 +115,16 @@ fn build(
                 algorithm: old.algorithm,
                 public: old.public.clone(),
                 pem: old.pem.clone(),
+                verifier: old.verifier.clone(),
             }),
             None => {
                 let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
                     .with_context(|| format!("public key of {}", row.kid))?;
+                let verifier = public
+                    .decoding_key(algorithm)
+                    .with_context(|| format!("public key of {}", row.kid))?;
                 Arc::new(PublishedKey {
+                    verifier,
                     pem: Bytes::from(public.pem.clone()),
                     kid: row.kid.clone(),
                     caller: row.caller.clone(),

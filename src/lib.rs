@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod keyring;
 pub mod metrics;
+pub mod ratelimit;
 pub mod service;
 pub mod startup;
 pub mod state;

@@ -19,6 +19,7 @@ use crate::http::{self, request_id};
 use crate::jobs::{self, Jobs};
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::service::bootstrap::{self, AdminCredentials};
 use crate::state::AppState;
 use crate::store::Store;
@@ -63,6 +64,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
     Ok(AppState {
         store,
         keyring,
+        limits: RateLimits::new(&settings.tokens),
         settings: Arc::new(settings),
         clock,
         audit,

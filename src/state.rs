@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 use crate::store::Store;
 
 pub struct AppState {
@@ -16,4 +17,6 @@ pub struct AppState {
     pub clock: Clock,
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
+    /// Per-caller token and per-IP failed-auth limits of this replica.
+    pub limits: RateLimits,
 }

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod keys;
 pub mod master_key;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;
+pub use self::tokens::TokenSettings;
 
 pub const ENV_PREFIX: &str = "ASAPD_";
 
@@ -44,6 +46,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub keys: KeySettings,
     pub http: HttpSettings,
+    pub tokens: TokenSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             keys: KeySettings::default(),
             http: HttpSettings::default(),
+            tokens: TokenSettings::default(),
         }
     }
 }
@@ -116,6 +120,13 @@ const KNOWN_ENV: &[&str] = &[
     "HTTP__WORKERS",
     "HTTP__TRUSTED_PROXIES",
     "HTTP__FORWARDED_HEADER",
+    "TOKENS__DEFAULT_LIFETIME_SECS",
+    "TOKENS__MAX_CLAIMS_BYTES",
+    "TOKENS__RATE_LIMIT_PER_SECOND",
+    "TOKENS__RATE_LIMIT_BURST",
+    "TOKENS__FAILED_AUTH_PER_MINUTE",
+    "TOKENS__FAILED_AUTH_BURST",
+    "TOKENS__AUDIENCE",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
 ];
@@ -160,6 +171,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.keys.validate().map_err(ConfigError)?;
         self.http.validate().map_err(ConfigError)?;
+        self.tokens.validate().map_err(ConfigError)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \

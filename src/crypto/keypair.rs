@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -195,6 +195,15 @@ impl PublicKey {
             jwk_members,
             bits,
         })
+    }
+
+    /// The key to verify signatures with (asapd's own Bearer tokens).
+    pub fn decoding_key(&self, algorithm: Algorithm) -> Result<DecodingKey, KeyError> {
+        let parsed = match algorithm.key_type() {
+            KeyType::Rsa { .. } => DecodingKey::from_rsa_pem(self.pem.as_bytes()),
+            KeyType::P256 | KeyType::P384 => DecodingKey::from_ec_pem(self.pem.as_bytes()),
+        };
+        parsed.map_err(|e| KeyError::Encoding(e.to_string()))
     }
 
     /// The JWK as JWKS consumers need it: with `kid`, `alg` and `use`.

@@ -4,6 +4,9 @@
 
 pub mod algorithm;
 pub mod caller;
+pub mod claims;
+pub mod denial;
+pub mod grants;
 pub mod group;
 pub mod key;
 pub mod kid;

@@ -10,6 +10,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::error::{ApiError, ApiResult};
 use crate::service::auth::{self, invalid_credentials, Principal};
+use crate::service::bearer;
 use crate::state::AppState;
 
 /// `Authorization: Basic` credentials, if the header is present.
@@ -35,8 +36,42 @@ pub fn basic_credentials(req: &HttpRequest) -> ApiResult<Option<(String, String)
     Ok(Some((name.to_owned(), secret.to_owned())))
 }
 
-/// An authenticated admin-API user. `admin` may do everything; `auditor`
-/// may only read (GET/HEAD).
+/// How the request authenticates to the admin API.
+enum AdminCredentials {
+    Basic(String, String),
+    Bearer(String),
+}
+
+fn admin_credentials(req: &HttpRequest) -> ApiResult<AdminCredentials> {
+    let missing = || {
+        ApiError::AdminUnauthorized(
+            "admin API: authenticate with HTTP Basic or a Bearer token from asapd".into(),
+        )
+    };
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(missing)?
+        .to_str()
+        .map_err(|_| missing())?;
+    if let Some((scheme, token)) = value.split_once(' ') {
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(AdminCredentials::Bearer(token.trim().to_owned()));
+        }
+    }
+    match basic_credentials(req) {
+        Ok(Some((name, secret))) => Ok(AdminCredentials::Basic(name, secret)),
+        Ok(None) => Err(missing()),
+        Err(ApiError::Unauthorized(m)) => Err(ApiError::AdminUnauthorized(
+            m.replace("; use Basic", "; use Basic or Bearer"),
+        )),
+        Err(other) => Err(other),
+    }
+}
+
+/// An authenticated admin-API user: HTTP Basic credentials of a caller, or
+/// a Bearer ASAP token asapd issued to it for its own audience. `admin` may
+/// do everything; `auditor` may only read (GET/HEAD).
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Principal);
 
@@ -46,14 +81,22 @@ impl FromRequest for AdminCaller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<Data<AppState>>().cloned();
-        let credentials = basic_credentials(req);
+        let credentials = admin_credentials(req);
         let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let (name, secret) = credentials?.ok_or_else(|| {
-                ApiError::Unauthorized("admin API: authenticate with HTTP Basic".into())
-            })?;
-            let principal = auth::authenticate(&state.store, &name, &secret).await?;
+            let principal = match credentials? {
+                AdminCredentials::Basic(name, secret) => {
+                    auth::authenticate(&state.store, &name, &secret)
+                        .await
+                        .map_err(|e| match e {
+                            ApiError::Unauthorized(m) => ApiError::AdminUnauthorized(m),
+                            other => other,
+                        })?
+                }
+                AdminCredentials::Bearer(token) => bearer::authenticate(&state, &token).await?,
+            };
+            let name = &principal.name;
             if principal.is_admin() || (read_only && principal.is_auditor()) {
                 return Ok(AdminCaller(principal));
             }

@@ -83,3 +83,66 @@ impl FromRequest for RequestMeta {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter()
+            .map(|c| Cidr::try_from(c.to_string()).unwrap())
+            .collect()
+    }
+
+    fn ip(req: TestRequest, trusted: &[&str]) -> Option<IpAddr> {
+        client_ip(&req.to_http_request(), &cidrs(trusted), "X-Forwarded-For")
+    }
+
+    fn from(peer: &str) -> TestRequest {
+        TestRequest::default().peer_addr(format!("{peer}:4000").parse().unwrap())
+    }
+
+    fn some(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn the_socket_peer_without_trusted_proxies() {
+        assert_eq!(ip(from("10.0.0.9"), &[]), some("10.0.0.9"));
+    }
+
+    #[test]
+    fn a_forged_header_from_an_untrusted_peer_is_ignored() {
+        let req = from("10.0.0.9").insert_header(("X-Forwarded-For", "192.168.1.1"));
+        assert_eq!(ip(req, &["127.0.0.1"]), some("10.0.0.9"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_forwards_the_client() {
+        let req = from("127.0.0.1").insert_header(("X-Forwarded-For", "192.168.1.1"));
+        assert_eq!(ip(req, &["127.0.0.1"]), some("192.168.1.1"));
+    }
+
+    #[test]
+    fn the_right_most_untrusted_hop_wins() {
+        // The client forged the first entry; the proxies appended the rest.
+        let req =
+            from("127.0.0.1").insert_header(("X-Forwarded-For", "1.2.3.4, 192.168.1.1, 10.0.0.2"));
+        assert_eq!(ip(req, &["127.0.0.1", "10.0.0.0/8"]), some("192.168.1.1"));
+    }
+
+    #[test]
+    fn garbage_in_the_chain_stops_the_walk() {
+        let req = from("127.0.0.1").insert_header(("X-Forwarded-For", "nonsense, 10.0.0.2"));
+        assert_eq!(ip(req, &["127.0.0.1", "10.0.0.0/8"]), some("10.0.0.2"));
+        let req = from("127.0.0.1").insert_header(("X-Forwarded-For", "nonsense"));
+        assert_eq!(ip(req, &["127.0.0.1"]), some("127.0.0.1"));
+    }
+
+    #[test]
+    fn without_a_header_a_trusted_peer_is_the_client() {
+        assert_eq!(ip(from("127.0.0.1"), &["127.0.0.1"]), some("127.0.0.1"));
+    }
+}

@@ -40,59 +40,82 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<Data<AppState>>()
-            .map(|s| s.settings.http.max_body_bytes)
-            .unwrap_or(DEFAULT_LIMIT);
-        let json = is_json(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if !json {
-                return Err(ApiError::UnsupportedMediaType(
-                    "the request body must be JSON: send Content-Type: application/json".into(),
-                ));
-            }
-            let too_large =
-                || ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"));
-            if declared.is_some_and(|n| n > limit) {
-                return Err(too_large());
-            }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest {
-                    field: None,
-                    detail: format!("could not read the request body: {e}"),
-                })?;
-                if body.len() + chunk.len() > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let mut de = serde_json::Deserializer::from_slice(&body);
-            let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                let path = e.path().to_string();
-                let path = if path == "." { String::new() } else { path };
-                let inner = e.into_inner();
-                let message = without_position(inner.to_string());
-                if inner.is_syntax() || inner.is_eof() {
-                    ApiError::BadRequest {
-                        field: None,
-                        detail: format!("the request body is not valid JSON: {message}"),
-                    }
-                } else {
-                    ApiError::bad_field(path, message)
-                }
-            })?;
-            de.end().map_err(|_| ApiError::BadRequest {
-                field: None,
-                detail: "the request body has trailing data after the JSON value".into(),
-            })?;
-            Ok(ApiJson(value))
-        })
+        let read = read_json::<T>(req, payload.take());
+        Box::pin(async move { read.await.map(ApiJson) })
     }
+}
+
+/// Reads and parses a JSON body, like the extractor does. For handlers that
+/// must authenticate before they look at the body (token issuing).
+pub fn read_json<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    mut payload: Payload,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let limit = req
+        .app_data::<Data<AppState>>()
+        .map(|s| s.settings.http.max_body_bytes)
+        .unwrap_or(DEFAULT_LIMIT);
+    let json = is_json(req);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    Box::pin(async move {
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(
+                "the request body must be JSON: send Content-Type: application/json".into(),
+            ));
+        }
+        let body = read_body(&mut payload, limit, declared).await?;
+        parse_json(&body)
+    })
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond).
+pub async fn read_body(
+    payload: &mut Payload,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<BytesMut, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"));
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            field: None,
+            detail: format!("could not read the request body: {e}"),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Parses JSON, naming the field at fault in errors.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let message = without_position(inner.to_string());
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest {
+                field: None,
+                detail: format!("the request body is not valid JSON: {message}"),
+            }
+        } else {
+            ApiError::bad_field(path, message)
+        }
+    })?;
+    de.end().map_err(|_| ApiError::BadRequest {
+        field: None,
+        detail: "the request body has trailing data after the JSON value".into(),
+    })?;
+    Ok(value)
 }

@@ -7,8 +7,10 @@ pub mod context;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod oauth2;
 pub mod openapi;
 pub mod request_id;
+pub mod tokens;
 
 use actix_web::web;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -22,6 +24,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(openapi::openapi_json)
         .service(keys::jwks)
         .service(keys::public_key)
+        .service(tokens::issue_token)
+        .service(oauth2::oauth2_token)
         .service(admin::callers::create_caller)
         .service(admin::callers::list_callers)
         .service(admin::callers::get_caller)

@@ -2,7 +2,9 @@
 
 use actix_web::web::{Bytes, Data};
 use actix_web::{get, HttpResponse};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    Http, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
@@ -12,36 +14,72 @@ use utoipa_actix_web::AppExt;
         title = "asapd",
         description = "Key management and token issuing for ASAP (Atlassian S2S Authentication Protocol)."
     ),
-    modifiers(&BasicAuth),
+    modifiers(&AuthSchemes),
     tags(
         (name = "public", description = "Key repository and JWKS for verifiers (no auth)"),
+        (name = "tokens", description = "ASAP tokens for callers (HTTP Basic client credentials)"),
         (name = "admin", description = "Callers, groups, secrets and keys (admin; auditor reads)"),
         (name = "health", description = "Probes"),
     )
 )]
 struct ApiDoc;
 
-struct BasicAuth;
+struct AuthSchemes;
 
-impl Modify for BasicAuth {
+impl Modify for AuthSchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "basic",
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
-            );
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An ASAP token this asapd issued to an admin or auditor caller for \
+                         its own audience (tokens.audience, default asapd)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every admin operation accepts a Bearer token as well as Basic. Added
+/// here, in one place, rather than on each admin handler.
+fn admin_accepts_bearer(api: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/admin/") {
+            continue;
+        }
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let security = op.security.get_or_insert_with(Vec::new);
+            security.push(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
     }
 }
 
 /// The spec as served and committed in `openapi/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    let (_, api) = actix_web::App::new()
+    let (_, mut api) = actix_web::App::new()
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .configure(super::routes)
         .split_for_parts();
+    admin_accepts_bearer(&mut api);
     api
 }
 

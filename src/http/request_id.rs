@@ -68,11 +68,13 @@ fn to_problem(res: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBod
         return res.into_response(rendered);
     }
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    // A handler that chose a JSON error body keeps it: OAuth2 clients
+    // expect RFC 6749 §5.2 documents, not problem+json.
+    let is_shaped = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+            || v.as_bytes().starts_with(b"application/json")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_shaped {
         return res;
     }
     let cause = res.response().error().map(|e| e.to_string());

@@ -26,9 +26,26 @@ impl Principal {
     }
 }
 
+/// Checks `name:secret` and refuses disabled callers.
+pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResult<Principal> {
+    let checked = check_secret(store, name, presented).await?;
+    if !checked.enabled {
+        return Err(ApiError::Forbidden(format!("caller {name} is disabled")));
+    }
+    Ok(checked.principal)
+}
+
+/// A caller whose secret matched, enabled or not: token issuing checks
+/// the enabled flag as its own, audited step (DESIGN §4 step 3).
+#[derive(Debug, Clone)]
+pub struct CheckedSecret {
+    pub principal: Principal,
+    pub enabled: bool,
+}
+
 /// Checks `name:secret`. Every stored hash is compared in constant time,
 /// and an unknown caller costs the same hash as a known one.
-pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResult<Principal> {
+pub async fn check_secret(store: &Store, name: &str, presented: &str) -> ApiResult<CheckedSecret> {
     let presented_hash = secret::hash(presented);
     let credentials = {
         let mut conn = store.acquire().await?;
@@ -44,12 +61,12 @@ pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResu
     if !matched {
         return Err(invalid_credentials());
     }
-    if !credentials.enabled {
-        return Err(ApiError::Forbidden(format!("caller {name} is disabled")));
-    }
-    Ok(Principal {
-        name: name.to_owned(),
-        groups: credentials.groups,
+    Ok(CheckedSecret {
+        principal: Principal {
+            name: name.to_owned(),
+            groups: credentials.groups,
+        },
+        enabled: credentials.enabled,
     })
 }
 

@@ -3,8 +3,10 @@
 //! these and stay thin.
 
 pub mod auth;
+pub mod bearer;
 pub mod bootstrap;
 pub mod callers;
 pub mod groups;
 pub mod keys;
 pub mod secrets;
+pub mod tokens;

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// `admin`'s secret.
     pub admin_secret: String,
+    /// The app's state, to look behind the API (audit rows, metrics).
+    pub state: std::sync::Arc<asapd::state::AppState>,
     /// Held so the directory lives as long as the app.
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
@@ -101,6 +103,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
         admin_secret: creds.client_secret,
+        state,
         _data_dir: data_dir,
         server,
     }

@@ -1,0 +1,153 @@
+//! `POST /v1/tokens`: asapd's own JSON API for getting a token.
+
+use std::fmt;
+
+use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::clock::rfc3339;
+use crate::domain::grants::parse_audiences;
+use crate::domain::group::Lifetime;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::auth::basic_credentials;
+use crate::http::context::RequestMeta;
+use crate::http::json::read_json;
+use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError, TokenRequest};
+use crate::state::AppState;
+
+/// A token request.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequestBody {
+    /// One audience, or a list (at most 16). Each must be granted by a group
+    /// of the caller whose CIDRs, if any, contain the client IP.
+    #[schema(value_type = Object, example = json!(["svc-b", "reports-eu"]))]
+    pub audience: Audiences,
+    /// Seconds, 1..=3600. Above the longest lifetime the caller's grants
+    /// allow for the audiences the request is refused (400,
+    /// `lifetime_exceeded`), never shortened. Default:
+    /// `tokens.default_lifetime_secs` (60), shortened to what the grants
+    /// allow.
+    pub lifetime: Option<Lifetime>,
+    /// `sub` other than the caller; needs a group with `allow_subject`
+    /// granting every audience. Default: the caller.
+    pub subject: Option<String>,
+    /// Extra claims. May not set `iss`, `sub`, `aud`, `jti`, `iat`, `nbf`
+    /// or `exp`; at most `tokens.max_claims_bytes` of JSON.
+    #[schema(value_type = Option<Object>)]
+    pub claims: Option<Map<String, Value>>,
+    /// `nbf`, Unix seconds, taken as given; must be before `exp`.
+    pub not_before: Option<i64>,
+}
+
+/// `"svc-b"` or `["svc-b", …]`.
+pub struct Audiences(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Audiences {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Audiences;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an audience name or a list of audience names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audiences, E> {
+                Ok(Audiences(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audiences, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    out.push(v);
+                }
+                Ok(Audiences(out))
+            }
+        }
+        de.deserialize_any(V)
+    }
+}
+
+impl TokenRequestBody {
+    fn into_request(self) -> Result<TokenRequest, IssueError> {
+        Ok(TokenRequest {
+            audiences: parse_audiences(self.audience.0, "audience").map_err(IssueError::denied)?,
+            lifetime: self.lifetime.map(Lifetime::secs),
+            subject: self.subject,
+            claims: self.claims.unwrap_or_default(),
+            not_before: self.not_before,
+        })
+    }
+}
+
+/// A signed ASAP token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The JWT, for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u32,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
+    /// The key that signed it: `<caller>/<key-name>`.
+    pub kid: String,
+    /// The token's unique id, as recorded in the audit log.
+    pub jti: String,
+}
+
+/// Issues an ASAP token to a caller.
+///
+/// The caller authenticates with HTTP Basic (`client_id:client_secret`).
+/// The decision follows DESIGN §4 in order:
+/// credentials (failed attempts limited per source IP), client IP, enabled
+/// flag and the caller's own CIDRs, the caller's rate limit, audience
+/// grants and lifetime, extra claims and subject; then the token is signed
+/// with the caller's active key and returned only once its audit record is
+/// committed. A `lifetime` above what the grants allow is refused with 400
+/// (`lifetime_exceeded`), not shortened. Refusals name the rule they
+/// broke, e.g. `(rule: audience_not_granted)`.
+#[utoipa::path(tag = "tokens", security(("basic" = [])), request_body = TokenRequestBody, responses(
+    (status = 200, body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+    (status = 400, description = "Malformed request, reserved or oversized claims, lifetime above the grant", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or wrong credentials", body = Problem, content_type = "application/problem+json"),
+    (status = 403, description = "Caller disabled, client IP not allowed, audience not granted, subject not allowed", body = Problem, content_type = "application/problem+json"),
+    (status = 413, body = Problem, content_type = "application/problem+json"),
+    (status = 415, body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "The audit log or the caller's key is unavailable; no token was issued", body = Problem, content_type = "application/problem+json"),
+))]
+#[post("/v1/tokens")]
+pub async fn issue_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    meta: RequestMeta,
+) -> ApiResult<HttpResponse> {
+    let credentials =
+        basic_credentials(&req)?.map(|(name, secret)| ClientCredentials { name, secret });
+    let body = read_json::<TokenRequestBody>(&req, payload.into_inner());
+    let request = async move { body.await.map_err(IssueError::Malformed)?.into_request() };
+    let issued = tokens::issue(
+        &state,
+        meta.origin("anonymous"),
+        Endpoint::Tokens,
+        credentials,
+        request,
+    )
+    .await
+    .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(TokenResponse {
+            token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.lifetime,
+            expires_at: rfc3339(issued.expires_at),
+            kid: issued.kid,
+            jti: issued.jti,
+        }))
+}
