@@ -4,6 +4,7 @@
 //! Everything is validated before anything starts, and every error says how
 //! to fix it.
 
+pub mod audit;
 pub mod http;
 pub mod keys;
 pub mod master_key;
@@ -15,6 +16,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use self::audit::AuditSettings;
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;
@@ -44,6 +46,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub keys: KeySettings,
     pub http: HttpSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +71,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             keys: KeySettings::default(),
             http: HttpSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ const KNOWN_ENV: &[&str] = &[
     "HTTP__WORKERS",
     "HTTP__TRUSTED_PROXIES",
     "HTTP__FORWARDED_HEADER",
+    "AUDIT__PRUNE_INTERVAL_SECS",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
 ];
@@ -160,6 +165,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.keys.validate().map_err(ConfigError)?;
         self.http.validate().map_err(ConfigError)?;
+        self.audit.validate().map_err(ConfigError)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \

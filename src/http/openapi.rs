@@ -16,6 +16,7 @@ use utoipa_actix_web::AppExt;
     tags(
         (name = "public", description = "Key repository and JWKS for verifiers (no auth)"),
         (name = "admin", description = "Callers, groups, secrets and keys (admin; auditor reads)"),
+        (name = "audit", description = "Audit log and its retention (admin; auditor reads)"),
         (name = "health", description = "Probes"),
     )
 )]
