@@ -74,7 +74,7 @@ pub async fn create_first_admin(
     };
     let created = callers::create(state, &crate::audit::Origin::system(), spec)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the admin caller: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("creating the admin caller: {e:?}"))?;
     Ok(Ok(AdminCredentials {
         client_id: created.caller.name,
         client_secret: created.client_secret,

@@ -157,12 +157,14 @@ impl Store {
         Ok(applied.unwrap_or(0) >= latest)
     }
 
+    /// Failing to get a connection means the database is unreachable,
+    /// whatever the driver's error code: callers answer 503.
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin().await?)
+        self.pool.begin().await.map_err(StoreError::Unavailable)
     }
 
     pub async fn acquire(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
-        Ok(self.pool.acquire().await?)
+        self.pool.acquire().await.map_err(StoreError::Unavailable)
     }
 
     pub async fn close(&self) {

@@ -1,12 +1,15 @@
 //! Black-box tests: the real app on a random port, a fresh database each.
 
 mod admin_auth;
+mod audit;
 mod bad_input;
 mod callers;
 mod groups;
 mod helpers;
 mod keys;
+mod metrics;
 mod openapi;
+mod outage;
 mod process;
 mod public_keys;
 mod restart;
