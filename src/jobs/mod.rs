@@ -3,6 +3,7 @@
 
 pub mod audit_prune;
 pub mod key_refresh;
+pub mod key_rotation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,16 @@ pub fn spawn(state: Arc<AppState>) -> Jobs {
         move || {
             let state = s.clone();
             async move { key_refresh::run_once(&state).await }
+        },
+    ));
+    let s = state.clone();
+    tasks.spawn(every_interval(
+        "key_rotation",
+        Duration::from_secs(60),
+        stopped.clone(),
+        move || {
+            let state = s.clone();
+            async move { key_rotation::run_once(&state).await.map(|_| ()) }
         },
     ));
     let every = Duration::from_secs(state.settings.audit.prune_interval_secs);

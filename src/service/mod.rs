@@ -7,4 +7,5 @@ pub mod bootstrap;
 pub mod callers;
 pub mod groups;
 pub mod keys;
+pub mod rotation;
 pub mod secrets;

@@ -137,3 +137,13 @@ pub async fn active_since(conn: &mut Conn) -> StoreResult<Vec<(String, Option<i6
             .await?,
     )
 }
+
+/// Marks a retired key expired: it is no longer published.
+pub async fn expire(conn: &mut Conn, kid: &str) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE keys SET state = 'expired' WHERE kid = $1 AND state = 'retired'")
+            .bind(kid)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -13,5 +13,6 @@ mod outage;
 mod process;
 mod public_keys;
 mod restart;
+mod rotation;
 mod secrets;
 mod secrets_at_rest;
