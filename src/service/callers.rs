@@ -10,6 +10,7 @@ use crate::domain::group::Cidr;
 use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiError, ApiResult};
 use crate::service::keys::{self, generate_pair, new_key_name, store_key};
+use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
 use crate::store::{groups, secrets, Conn, StoreError};
@@ -43,10 +44,6 @@ pub struct CreatedCaller {
     pub secret_id: String,
     pub client_secret: String,
     pub kid: String,
-}
-
-fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
-    items.iter().cloned().map(Into::into).collect()
 }
 
 async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<()> {

@@ -6,6 +6,7 @@ use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::domain::group::{AudiencePattern, Cidr, Lifetime};
 use crate::domain::names::GroupName;
 use crate::error::{ApiError, ApiResult};
+use crate::service::strings;
 use crate::state::AppState;
 use crate::store::groups::{self, GroupRow};
 use crate::store::StoreError;
@@ -27,10 +28,6 @@ pub struct GroupChanges {
     pub max_lifetime: Option<Lifetime>,
     pub cidrs: Option<Vec<Cidr>>,
     pub allow_subject: Option<bool>,
-}
-
-fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
-    items.iter().cloned().map(Into::into).collect()
 }
 
 pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ApiResult<GroupRow> {

@@ -9,3 +9,8 @@ pub mod groups;
 pub mod keys;
 pub mod rotation;
 pub mod secrets;
+
+/// Validated names and patterns as the strings the store keeps.
+pub(crate) fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
+    items.iter().cloned().map(Into::into).collect()
+}
