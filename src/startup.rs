@@ -103,6 +103,7 @@ impl Application {
                 .configure(http::routes)
                 .split_for_parts();
             app.default_service(web::to(http::not_found))
+                .wrap(from_fn(http::metrics::middleware))
                 .wrap(from_fn(request_id::middleware))
         })
         .workers(match settings.http.workers {

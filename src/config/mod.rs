@@ -4,6 +4,7 @@
 //! Everything is validated before anything starts, and every error says how
 //! to fix it.
 
+pub mod audit;
 pub mod http;
 pub mod keys;
 pub mod master_key;
@@ -16,6 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use self::audit::AuditSettings;
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;
@@ -47,6 +49,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub http: HttpSettings,
     pub tokens: TokenSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +75,7 @@ impl Default for Settings {
             keys: KeySettings::default(),
             http: HttpSettings::default(),
             tokens: TokenSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -127,6 +131,7 @@ const KNOWN_ENV: &[&str] = &[
     "TOKENS__FAILED_AUTH_PER_MINUTE",
     "TOKENS__FAILED_AUTH_BURST",
     "TOKENS__AUDIENCE",
+    "AUDIT__PRUNE_INTERVAL_SECS",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
 ];
@@ -172,6 +177,7 @@ impl Settings {
         self.keys.validate().map_err(ConfigError)?;
         self.http.validate().map_err(ConfigError)?;
         self.tokens.validate().map_err(ConfigError)?;
+        self.audit.validate().map_err(ConfigError)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \

@@ -7,8 +7,10 @@ pub mod context;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod metrics;
 pub mod oauth2;
 pub mod openapi;
+pub mod query;
 pub mod request_id;
 pub mod tokens;
 
@@ -21,6 +23,7 @@ use crate::error::ApiError;
 pub fn routes(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
         .service(health::readyz)
+        .service(metrics::metrics)
         .service(openapi::openapi_json)
         .service(keys::jwks)
         .service(keys::public_key)
@@ -44,7 +47,11 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(admin::groups::list_groups)
         .service(admin::groups::get_group)
         .service(admin::groups::update_group)
-        .service(admin::groups::delete_group);
+        .service(admin::groups::delete_group)
+        .service(admin::audit::list_audit)
+        .service(admin::audit::export_audit)
+        .service(admin::audit::get_retention)
+        .service(admin::audit::put_retention);
 }
 
 /// Anything no route matched.

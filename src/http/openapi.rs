@@ -19,6 +19,7 @@ use utoipa_actix_web::AppExt;
         (name = "public", description = "Key repository and JWKS for verifiers (no auth)"),
         (name = "tokens", description = "ASAP tokens for callers (HTTP Basic client credentials)"),
         (name = "admin", description = "Callers, groups, secrets and keys (admin; auditor reads)"),
+        (name = "audit", description = "Audit log and its retention (admin; auditor reads)"),
         (name = "health", description = "Probes"),
     )
 )]

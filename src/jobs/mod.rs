@@ -1,7 +1,9 @@
 //! Background jobs: one file each, all started from [`spawn`] and stopped
 //! together on shutdown. A failing pass is logged and the loop goes on.
 
+pub mod audit_prune;
 pub mod key_refresh;
+pub mod key_rotation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +31,30 @@ pub fn spawn(state: Arc<AppState>) -> Jobs {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let every = Duration::from_secs(state.settings.keys.refresh_interval_secs);
-    tasks.spawn(every_interval("key_refresh", every, stopped, move || {
+    let s = state.clone();
+    tasks.spawn(every_interval(
+        "key_refresh",
+        every,
+        stopped.clone(),
+        move || {
+            let state = s.clone();
+            async move { key_refresh::run_once(&state).await }
+        },
+    ));
+    let s = state.clone();
+    tasks.spawn(every_interval(
+        "key_rotation",
+        Duration::from_secs(60),
+        stopped.clone(),
+        move || {
+            let state = s.clone();
+            async move { key_rotation::run_once(&state).await.map(|_| ()) }
+        },
+    ));
+    let every = Duration::from_secs(state.settings.audit.prune_interval_secs);
+    tasks.spawn(every_interval("audit_prune", every, stopped, move || {
         let state = state.clone();
-        async move { key_refresh::run_once(&state).await }
+        async move { audit_prune::run_once(&state).await.map(|_| ()) }
     }));
     Jobs { stop, tasks }
 }

@@ -72,9 +72,9 @@ pub async fn create_first_admin(
         rotation_period: None,
         enabled: true,
     };
-    let created = callers::create(state, spec)
+    let created = callers::create(state, &crate::audit::Origin::system(), spec)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the admin caller: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("creating the admin caller: {e:?}"))?;
     Ok(Ok(AdminCredentials {
         client_id: created.caller.name,
         client_secret: created.client_secret,

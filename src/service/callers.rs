@@ -1,5 +1,8 @@
 //! Caller management.
 
+use serde_json::json;
+
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
@@ -7,6 +10,7 @@ use crate::domain::group::Cidr;
 use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiError, ApiResult};
 use crate::service::keys::{self, generate_pair, new_key_name, store_key};
+use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
 use crate::store::{groups, secrets, Conn, StoreError};
@@ -42,10 +46,6 @@ pub struct CreatedCaller {
     pub kid: String,
 }
 
-fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
-    items.iter().cloned().map(Into::into).collect()
-}
-
 async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<()> {
     let names = strings(names);
     let missing = groups::missing(conn, &names).await?;
@@ -60,7 +60,11 @@ async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<(
 }
 
 /// Creates a caller with one secret and an active key, in one transaction.
-pub async fn create(state: &AppState, spec: CallerSpec) -> ApiResult<CreatedCaller> {
+pub async fn create(
+    state: &AppState,
+    origin: &Origin,
+    spec: CallerSpec,
+) -> ApiResult<CreatedCaller> {
     let algorithm = spec
         .algorithm
         .unwrap_or(state.settings.keys.default_algorithm);
@@ -96,9 +100,14 @@ pub async fn create(state: &AppState, spec: CallerSpec) -> ApiResult<CreatedCall
         other => other?,
     }
     secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
+    let event = caller_event(state, origin, action::CALLER_CREATED, &row)
+        .detail(json!({"caller": caller_detail(&row), "secret_id": new_secret.id}));
+    audit::record_in(&mut tx, event).await?;
     let key = store_key(
         &mut tx,
         state,
+        origin,
+        action::KEY_CREATED,
         &spec.name,
         &new_key_name(now),
         &pair,
@@ -128,11 +137,18 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<CallerRow>> {
     Ok(callers::list(&mut conn).await?)
 }
 
-pub async fn update(state: &AppState, name: &str, changes: CallerChanges) -> ApiResult<CallerRow> {
+pub async fn update(
+    state: &AppState,
+    origin: &Origin,
+    name: &str,
+    changes: CallerChanges,
+) -> ApiResult<CallerRow> {
     let mut tx = state.store.begin().await?;
     let mut row = callers::get(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
+    let before = caller_detail(&row);
+    let was_enabled = row.enabled;
     if let Some(groups) = &changes.groups {
         check_groups_exist(&mut tx, groups).await?;
         row.groups = strings(groups);
@@ -158,17 +174,28 @@ pub async fn update(state: &AppState, name: &str, changes: CallerChanges) -> Api
     }
     row.updated_at = state.clock.now();
     callers::update(&mut tx, &row).await?;
+    let how = if was_enabled && !row.enabled {
+        action::CALLER_DISABLED
+    } else {
+        action::CALLER_UPDATED
+    };
+    let event = caller_event(state, origin, how, &row)
+        .detail(json!({"before": before, "after": caller_detail(&row)}));
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(row)
 }
 
-pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
-    callers::get(&mut tx, name)
+    let row = callers::get(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
     ensure_another_admin(&mut tx, name).await?;
     callers::delete(&mut tx, name).await?;
+    let event = caller_event(state, origin, action::CALLER_DELETED, &row)
+        .detail(json!({"caller": caller_detail(&row)}));
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     keys::refresh(state).await
 }
@@ -185,6 +212,28 @@ async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
         )));
     }
     Ok(())
+}
+
+fn caller_event(
+    state: &AppState,
+    origin: &Origin,
+    action: &'static str,
+    row: &CallerRow,
+) -> AuditEvent {
+    AuditEvent::new(origin, state.clock.now_ms(), action, Outcome::Success)
+        .target(format!("caller:{}", row.name))
+}
+
+/// The caller's policy as recorded in audit details (no secrets here).
+fn caller_detail(row: &CallerRow) -> serde_json::Value {
+    json!({
+        "groups": row.groups,
+        "algorithm": row.algorithm,
+        "cidrs": row.cidrs,
+        "rate_limit": row.rate_limit.map(|(p, b)| json!({"per_second": p, "burst": b})),
+        "rotation_period_secs": row.rotation_period_secs,
+        "enabled": row.enabled,
+    })
 }
 
 fn already_exists(name: &CallerName) -> ApiError {

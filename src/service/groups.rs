@@ -1,8 +1,12 @@
 //! Group management.
 
+use serde_json::json;
+
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::domain::group::{AudiencePattern, Cidr, Lifetime};
 use crate::domain::names::GroupName;
 use crate::error::{ApiError, ApiResult};
+use crate::service::strings;
 use crate::state::AppState;
 use crate::store::groups::{self, GroupRow};
 use crate::store::StoreError;
@@ -26,11 +30,7 @@ pub struct GroupChanges {
     pub allow_subject: Option<bool>,
 }
 
-fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
-    items.iter().cloned().map(Into::into).collect()
-}
-
-pub async fn create(state: &AppState, spec: GroupSpec) -> ApiResult<GroupRow> {
+pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ApiResult<GroupRow> {
     let now = state.clock.now();
     let row = GroupRow {
         name: spec.name.to_string(),
@@ -51,8 +51,29 @@ pub async fn create(state: &AppState, spec: GroupSpec) -> ApiResult<GroupRow> {
         }
         other => other?,
     }
+    audit::record_in(
+        &mut tx,
+        group_event(state, origin, action::GROUP_CREATED, &row),
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(row)
+}
+
+fn group_event(
+    state: &AppState,
+    origin: &Origin,
+    action: &'static str,
+    row: &GroupRow,
+) -> AuditEvent {
+    AuditEvent::new(origin, state.clock.now_ms(), action, Outcome::Success)
+        .target(format!("group:{}", row.name))
+        .detail(json!({
+            "audiences": row.audiences,
+            "max_lifetime": row.max_lifetime,
+            "cidrs": row.cidrs,
+            "allow_subject": row.allow_subject,
+        }))
 }
 
 pub async fn get(state: &AppState, name: &str) -> ApiResult<GroupRow> {
@@ -67,7 +88,12 @@ pub async fn list(state: &AppState) -> ApiResult<Vec<GroupRow>> {
     Ok(groups::list(&mut conn).await?)
 }
 
-pub async fn update(state: &AppState, name: &str, changes: GroupChanges) -> ApiResult<GroupRow> {
+pub async fn update(
+    state: &AppState,
+    origin: &Origin,
+    name: &str,
+    changes: GroupChanges,
+) -> ApiResult<GroupRow> {
     let mut tx = state.store.begin().await?;
     let mut row = groups::get(&mut tx, name)
         .await?
@@ -86,13 +112,18 @@ pub async fn update(state: &AppState, name: &str, changes: GroupChanges) -> ApiR
     }
     row.updated_at = state.clock.now();
     groups::update(&mut tx, &row).await?;
+    audit::record_in(
+        &mut tx,
+        group_event(state, origin, action::GROUP_UPDATED, &row),
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(row)
 }
 
-pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
-    groups::get(&mut tx, name)
+    let row = groups::get(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
     if GroupName::parse(name).is_ok_and(|n| n.is_reserved()) {
@@ -107,6 +138,11 @@ pub async fn delete(state: &AppState, name: &str) -> ApiResult<()> {
         )));
     }
     groups::delete(&mut tx, name).await?;
+    audit::record_in(
+        &mut tx,
+        group_event(state, origin, action::GROUP_DELETED, &row),
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
 }

@@ -3,6 +3,9 @@
 use std::str::FromStr;
 
 use rand::RngCore;
+use serde_json::json;
+
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 
 use crate::crypto::{KeyPair, PublicKey};
 use crate::domain::algorithm::Algorithm;
@@ -85,9 +88,12 @@ pub fn new_key_name(now: i64) -> KeyName {
 
 /// Seals and stores `pair` for `caller`; retires the active key first when
 /// the new one is to be active. Runs inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
 pub async fn store_key(
     conn: &mut Conn,
     state: &AppState,
+    origin: &Origin,
+    how: &'static str,
     caller: &CallerName,
     name: &KeyName,
     pair: &KeyPair,
@@ -126,6 +132,10 @@ pub async fn store_key(
         }
         other => other?,
     }
+    let event = AuditEvent::new(origin, state.clock.now_ms(), how, Outcome::Success)
+        .target(format!("key:{kid}"))
+        .detail(json!({"caller": row.caller, "algorithm": row.algorithm, "state": row.state}));
+    audit::record_in(conn, event).await?;
     Ok(row)
 }
 
@@ -137,18 +147,24 @@ async fn caller_algorithm(conn: &mut Conn, caller: &str) -> ApiResult<Algorithm>
 }
 
 /// Generates a new key for `caller`, pending or active.
-pub async fn generate(state: &AppState, caller: &CallerName, req: NewKey) -> ApiResult<KeyInfo> {
+pub async fn generate(
+    state: &AppState,
+    origin: &Origin,
+    caller: &CallerName,
+    req: NewKey,
+) -> ApiResult<KeyInfo> {
     let algorithm = match req.algorithm {
         Some(a) => a,
         None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
     };
     let pair = generate_pair(algorithm).await?;
-    add(state, caller, req, pair).await
+    add(state, origin, action::KEY_CREATED, caller, req, pair).await
 }
 
 /// Imports a PKCS#8 private key (PEM or base64 DER) for `caller`.
 pub async fn import(
     state: &AppState,
+    origin: &Origin,
     caller: &CallerName,
     req: NewKey,
     private_key: String,
@@ -161,11 +177,13 @@ pub async fn import(
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::bad_field("private_key", e.to_string()))?;
-    add(state, caller, req, pair).await
+    add(state, origin, action::KEY_IMPORTED, caller, req, pair).await
 }
 
 async fn add(
     state: &AppState,
+    origin: &Origin,
+    how: &'static str,
     caller: &CallerName,
     req: NewKey,
     pair: KeyPair,
@@ -177,7 +195,18 @@ async fn add(
     callers::get(&mut tx, caller.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
-    let row = store_key(&mut tx, state, caller, &name, &pair, req.activate, now).await?;
+    let row = store_key(
+        &mut tx,
+        state,
+        origin,
+        how,
+        caller,
+        &name,
+        &pair,
+        req.activate,
+        now,
+    )
+    .await?;
     tx.commit().await.map_err(StoreError::from)?;
     refresh(state).await?;
     KeyInfo::try_from(&row)
@@ -185,7 +214,7 @@ async fn add(
 
 /// Makes a new key active now: the oldest pending key if there is one,
 /// otherwise a freshly generated one. The old active key retires.
-pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo> {
+pub async fn rotate(state: &AppState, origin: &Origin, caller: &CallerName) -> ApiResult<KeyInfo> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let algorithm = caller_algorithm(&mut tx, caller.as_str()).await?;
@@ -196,10 +225,19 @@ pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo>
         .min_by_key(|k| k.created_at);
     let row = match pending {
         Some(mut row) => {
-            keys::retire_active(&mut tx, caller.as_str(), now).await?;
+            let retired = keys::retire_active(&mut tx, caller.as_str(), now).await?;
             keys::activate(&mut tx, &row.kid, now).await?;
             row.state = KeyState::Active.to_string();
             row.activated_at = Some(now);
+            let event = AuditEvent::new(
+                origin,
+                state.clock.now_ms(),
+                action::KEY_ROTATED,
+                Outcome::Success,
+            )
+            .target(format!("key:{}", row.kid))
+            .detail(json!({"caller": caller.as_str(), "activated": row.kid, "retired": retired}));
+            audit::record_in(&mut tx, event).await?;
             tx.commit().await.map_err(StoreError::from)?;
             row
         }
@@ -207,8 +245,10 @@ pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo>
             drop(tx);
             let pair = generate_pair(algorithm).await?;
             let mut tx = state.store.begin().await?;
+            let name = new_key_name(now);
+            let how = action::KEY_ROTATED;
             let row =
-                store_key(&mut tx, state, caller, &new_key_name(now), &pair, true, now).await?;
+                store_key(&mut tx, state, origin, how, caller, &name, &pair, true, now).await?;
             tx.commit().await.map_err(StoreError::from)?;
             row
         }
@@ -219,7 +259,11 @@ pub async fn rotate(state: &AppState, caller: &CallerName) -> ApiResult<KeyInfo>
 
 /// Revokes a key: unpublished at once. Revoking the active key makes a
 /// replacement active so the caller can keep getting tokens.
-pub async fn revoke(state: &AppState, kid: &Kid) -> ApiResult<(KeyInfo, Option<KeyInfo>)> {
+pub async fn revoke(
+    state: &AppState,
+    origin: &Origin,
+    kid: &Kid,
+) -> ApiResult<(KeyInfo, Option<KeyInfo>)> {
     let existing = get(state, kid).await?;
     if existing.state == KeyState::Revoked {
         return Ok((existing, None));
@@ -248,6 +292,8 @@ pub async fn revoke(state: &AppState, kid: &Kid) -> ApiResult<(KeyInfo, Option<K
                 store_key(
                     &mut tx,
                     state,
+                    origin,
+                    action::KEY_CREATED,
                     &caller,
                     &new_key_name(now),
                     &pair,
@@ -259,6 +305,19 @@ pub async fn revoke(state: &AppState, kid: &Kid) -> ApiResult<(KeyInfo, Option<K
         }
         None => None,
     };
+    let event = AuditEvent::new(
+        origin,
+        state.clock.now_ms(),
+        action::KEY_REVOKED,
+        Outcome::Success,
+    )
+    .target(format!("key:{kid}"))
+    .detail(json!({
+        "caller": kid.caller(),
+        "previous_state": existing.state,
+        "replacement": replacement.as_ref().map(|r| r.kid.clone()),
+    }));
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     refresh(state).await?;
     Ok((

@@ -8,5 +8,11 @@ pub mod bootstrap;
 pub mod callers;
 pub mod groups;
 pub mod keys;
+pub mod rotation;
 pub mod secrets;
 pub mod tokens;
+
+/// Validated names and patterns as the strings the store keeps.
+pub(crate) fn strings<T: Clone + Into<String>>(items: &[T]) -> Vec<String> {
+    items.iter().cloned().map(Into::into).collect()
+}

@@ -1,5 +1,8 @@
 //! Client secrets of a caller: several at once, for rotation.
 
+use serde_json::json;
+
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
 use crate::error::{ApiError, ApiResult};
 use crate::service::callers::not_found;
@@ -16,7 +19,7 @@ pub struct CreatedSecret {
     pub created_at: i64,
 }
 
-pub async fn add(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
+pub async fn add(state: &AppState, origin: &Origin, caller: &str) -> ApiResult<CreatedSecret> {
     let mut tx = state.store.begin().await?;
     callers::get(&mut tx, caller)
         .await?
@@ -29,6 +32,8 @@ pub async fn add(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
     let new = secret::generate();
     let now = state.clock.now();
     secrets::insert(&mut tx, &new.id, caller, &new.hash, now).await?;
+    let event = secret_event(state, origin, action::SECRET_CREATED, caller, &new.id);
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(CreatedSecret {
         id: new.id,
@@ -45,7 +50,7 @@ pub async fn list(state: &AppState, caller: &str) -> ApiResult<Vec<SecretRow>> {
     Ok(secrets::list(&mut conn, caller).await?)
 }
 
-pub async fn revoke(state: &AppState, caller: &str, id: &str) -> ApiResult<()> {
+pub async fn revoke(state: &AppState, origin: &Origin, caller: &str, id: &str) -> ApiResult<()> {
     let mut tx = state.store.begin().await?;
     match secrets::delete(&mut tx, caller, id).await {
         Err(StoreError::NotFound) => {
@@ -53,6 +58,21 @@ pub async fn revoke(state: &AppState, caller: &str, id: &str) -> ApiResult<()> {
         }
         other => other?,
     }
+    let event = secret_event(state, origin, action::SECRET_REVOKED, caller, id);
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
+}
+
+/// The secret's id only: the secret itself is never recorded.
+fn secret_event(
+    state: &AppState,
+    origin: &Origin,
+    action: &'static str,
+    caller: &str,
+    id: &str,
+) -> AuditEvent {
+    AuditEvent::new(origin, state.clock.now_ms(), action, Outcome::Success)
+        .target(format!("caller:{caller}"))
+        .detail(json!({ "secret_id": id }))
 }

@@ -1,8 +1,8 @@
 //! The `audit_events` table.
 
-use sqlx::QueryBuilder;
+use sqlx::AssertSqlSafe;
 
-use super::{Any, Conn, StoreResult};
+use super::{Conn, StoreResult};
 use crate::audit::event::AuditEvent;
 
 /// A stored event.
@@ -31,24 +31,41 @@ pub struct AuditFilter {
 }
 
 /// Inserts a batch in one statement: the unit of group commit.
+///
+/// The SQL is assembled here (not with `QueryBuilder<Any>`, whose `?`
+/// placeholders PostgreSQL rejects); only placeholders are interpolated,
+/// every value is bound.
 pub async fn insert_batch(conn: &mut Conn, events: &[AuditEvent]) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut q = QueryBuilder::<Any>::new(
-        "INSERT INTO audit_events (at_ms, action, outcome, actor, source_ip, request_id, target, detail) ",
+    const COLUMNS: usize = 8;
+    let mut sql = String::from(
+        "INSERT INTO audit_events (at_ms, action, outcome, actor, source_ip, request_id, target, detail) VALUES ",
     );
-    q.push_values(events, |mut row, e| {
-        row.push_bind(e.at_ms)
-            .push_bind(e.action)
-            .push_bind(e.outcome.as_str())
-            .push_bind(e.actor.clone())
-            .push_bind(e.source_ip.clone())
-            .push_bind(e.request_id.clone())
-            .push_bind(e.target.clone())
-            .push_bind(e.detail.to_string());
-    });
-    q.build().execute(conn).await?;
+    for row in 0..events.len() {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let first = row * COLUMNS + 1;
+        let marks: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+        sql.push('(');
+        sql.push_str(&marks.join(", "));
+        sql.push(')');
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for e in events {
+        q = q
+            .bind(e.at_ms)
+            .bind(e.action)
+            .bind(e.outcome.as_str())
+            .bind(e.actor.clone())
+            .bind(e.source_ip.clone())
+            .bind(e.request_id.clone())
+            .bind(e.target.clone())
+            .bind(e.detail.to_string());
+    }
+    q.execute(conn).await?;
     Ok(())
 }
 
@@ -59,31 +76,49 @@ pub async fn query(
     before_id: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<AuditRow>> {
-    let mut q = QueryBuilder::<Any>::new(
+    let mut sql = String::from(
         "SELECT id, at_ms, action, outcome, actor, source_ip, request_id, target, detail \
          FROM audit_events WHERE 1 = 1",
     );
+    let mut texts: Vec<String> = Vec::new();
+    let mut numbers: Vec<i64> = Vec::new();
     for (column, value) in [
-        (" AND action = ", &filter.action),
-        (" AND outcome = ", &filter.outcome),
-        (" AND actor = ", &filter.actor),
-        (" AND target = ", &filter.target),
+        ("action", &filter.action),
+        ("outcome", &filter.outcome),
+        ("actor", &filter.actor),
+        ("target", &filter.target),
     ] {
         if let Some(v) = value {
-            q.push(column).push_bind(v.clone());
+            texts.push(v.clone());
+            sql.push_str(&format!(" AND {column} = ${}", texts.len()));
         }
     }
-    if let Some(from) = filter.from_ms {
-        q.push(" AND at_ms >= ").push_bind(from);
+    for (condition, value) in [
+        ("at_ms >=", filter.from_ms),
+        ("at_ms <", filter.to_ms),
+        ("id <", before_id),
+    ] {
+        if let Some(v) = value {
+            numbers.push(v);
+            sql.push_str(&format!(
+                " AND {condition} ${}",
+                texts.len() + numbers.len()
+            ));
+        }
     }
-    if let Some(to) = filter.to_ms {
-        q.push(" AND at_ms < ").push_bind(to);
+    numbers.push(limit);
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT ${}",
+        texts.len() + numbers.len()
+    ));
+    let mut q = sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql));
+    for t in texts {
+        q = q.bind(t);
     }
-    if let Some(before) = before_id {
-        q.push(" AND id < ").push_bind(before);
+    for n in numbers {
+        q = q.bind(n);
     }
-    q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-    Ok(q.build_query_as::<AuditRow>().fetch_all(conn).await?)
+    Ok(q.fetch_all(conn).await?)
 }
 
 /// Deletes up to `batch` events older than `cutoff_ms`; returns how many.

@@ -119,3 +119,31 @@ pub async fn revoke(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<Option<
     }
     Ok(previous)
 }
+
+/// Key counts by state, for metrics.
+pub async fn count_by_state(conn: &mut Conn) -> StoreResult<Vec<(String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT state, COUNT(*) FROM keys GROUP BY state")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Each caller's active key activation time, for the key-age metric.
+pub async fn active_since(conn: &mut Conn) -> StoreResult<Vec<(String, Option<i64>)>> {
+    Ok(
+        sqlx::query_as("SELECT caller, activated_at FROM keys WHERE state = 'active'")
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Marks a retired key expired: it is no longer published.
+pub async fn expire(conn: &mut Conn, kid: &str) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE keys SET state = 'expired' WHERE kid = $1 AND state = 'retired'")
+            .bind(kid)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -53,6 +53,17 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
             }
+            // SQLite busy/locked (5, 6, 517); PostgreSQL connection
+            // exceptions (08xxx), shutdowns (57P0x), too many connections.
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    matches!(c.as_ref(), "5" | "6" | "517" | "53300")
+                        || c.starts_with("08")
+                        || c.starts_with("57P0")
+                }) =>
+            {
+                StoreError::Unavailable(err)
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -146,12 +157,14 @@ impl Store {
         Ok(applied.unwrap_or(0) >= latest)
     }
 
+    /// Failing to get a connection means the database is unreachable,
+    /// whatever the driver's error code: callers answer 503.
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin().await?)
+        self.pool.begin().await.map_err(StoreError::Unavailable)
     }
 
     pub async fn acquire(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
-        Ok(self.pool.acquire().await?)
+        self.pool.acquire().await.map_err(StoreError::Unavailable)
     }
 
     pub async fn close(&self) {
@@ -171,4 +184,46 @@ pub(crate) fn to_json_list<T: serde::Serialize>(items: &[T]) -> String {
 
 pub(crate) fn from_json_list(text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("list column: {e}")))
+}
+
+/// A cluster-wide lock for a background job. On PostgreSQL it is a session
+/// advisory lock held by one pooled connection, so only one replica runs
+/// the job at a time; SQLite has a single replica by construction.
+pub struct JobLock {
+    conn: Option<sqlx::pool::PoolConnection<Any>>,
+    key: i64,
+}
+
+impl Store {
+    /// Takes the lock for job `key` if no other replica holds it.
+    pub async fn try_job_lock(&self, key: i64) -> StoreResult<Option<JobLock>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(JobLock { conn: None, key }));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(got.then_some(JobLock {
+            conn: Some(conn),
+            key,
+        }))
+    }
+}
+
+impl JobLock {
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let released = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .fetch_one(&mut *conn)
+                .await;
+            if !matches!(released, Ok(true)) {
+                // A connection that may still hold the lock must not go
+                // back to the pool.
+                conn.detach();
+            }
+        }
+    }
 }

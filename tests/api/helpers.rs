@@ -19,8 +19,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// `admin`'s secret.
     pub admin_secret: String,
-    /// The app's state, to look behind the API (audit rows, metrics).
+    /// The app's state, for tests that drive jobs or the clock directly.
     pub state: std::sync::Arc<asapd::state::AppState>,
+    pub database_url: String,
     /// Held so the directory lives as long as the app.
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
@@ -79,15 +80,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(Clock::System, customise).await
+}
+
+pub async fn spawn_app_with_clock(clock: Clock, customise: impl FnOnce(&mut Settings)) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         asapd::telemetry::init(asapd::config::LogFormat::Text);
     }
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database_url = fresh_database_url(data_dir.path()).await;
     let master_key = MasterKey::generate_base64();
-    let mut settings = test_settings(data_dir.path().to_owned(), database_url, &master_key);
+    let mut settings = test_settings(
+        data_dir.path().to_owned(),
+        database_url.clone(),
+        &master_key,
+    );
     customise(&mut settings);
-    let app = Application::build_with_clock(settings, Clock::System)
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("build app");
     let port = app.port();
@@ -104,6 +113,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         client: reqwest::Client::new(),
         admin_secret: creds.client_secret,
         state,
+        database_url,
         _data_dir: data_dir,
         server,
     }
@@ -126,6 +136,16 @@ impl TestApp {
 
     pub async fn admin_json(&self, method: Method, path: &str, body: Value) -> Response {
         self.admin(method, path).json(&body).send().await.unwrap()
+    }
+
+    /// Audit events matching `query` (e.g. `action=group.created`), newest first.
+    pub async fn audit(&self, query: &str) -> Vec<Value> {
+        let res = self
+            .admin_get(&format!("/v1/admin/audit?limit=1000&{query}"))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "audit query {query}");
+        let page: Value = res.json().await.unwrap();
+        page["events"].as_array().unwrap().clone()
     }
 
     pub async fn admin_get(&self, path: &str) -> Response {

@@ -2,16 +2,20 @@
 
 mod admin_auth;
 mod admin_bearer;
+mod audit;
 mod bad_input;
 mod callers;
 mod groups;
 mod helpers;
 mod keys;
+mod metrics;
 mod oauth2;
 mod openapi;
+mod outage;
 mod process;
 mod public_keys;
 mod restart;
+mod rotation;
 mod secrets;
 mod secrets_at_rest;
 mod token_support;

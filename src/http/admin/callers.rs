@@ -12,6 +12,7 @@ use crate::domain::group::Cidr;
 use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiResult, Problem};
 use crate::http::auth::AdminCaller;
+use crate::http::context::RequestMeta;
 use crate::http::json::ApiJson;
 use crate::service::callers::{self, CallerChanges, CallerSpec};
 use crate::state::AppState;
@@ -118,13 +119,16 @@ fn view(state: &AppState, row: CallerRow) -> CallerView {
 ))]
 #[post("/v1/admin/callers")]
 pub async fn create_caller(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     body: ApiJson<CreateCaller>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let b = body.0;
     let created = callers::create(
         &state,
+        &origin,
         CallerSpec {
             name: b.name,
             groups: b.groups,
@@ -186,15 +190,18 @@ pub async fn get_caller(
 ))]
 #[patch("/v1/admin/callers/{name}")]
 pub async fn update_caller(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: ApiJson<UpdateCaller>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
     let b = body.0;
     let row = callers::update(
         &state,
+        &origin,
         name.as_str(),
         CallerChanges {
             groups: b.groups,
@@ -217,11 +224,13 @@ pub async fn update_caller(
 ))]
 #[delete("/v1/admin/callers/{name}")]
 pub async fn delete_caller(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
-    callers::delete(&state, name.as_str()).await?;
+    callers::delete(&state, &origin, name.as_str()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,6 +9,7 @@ use crate::domain::group::{AudiencePattern, Cidr, Lifetime};
 use crate::domain::names::GroupName;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::AdminCaller;
+use crate::http::context::RequestMeta;
 use crate::http::json::ApiJson;
 use crate::service::groups::{self, GroupChanges, GroupSpec};
 use crate::state::AppState;
@@ -89,13 +90,16 @@ fn group_in_path(name: &str) -> ApiResult<GroupName> {
 ))]
 #[post("/v1/admin/groups")]
 pub async fn create_group(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     body: ApiJson<CreateGroup>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let b = body.0;
     let row = groups::create(
         &state,
+        &origin,
         GroupSpec {
             name: b.name,
             audiences: b.audiences,
@@ -142,15 +146,18 @@ pub async fn get_group(
 ))]
 #[patch("/v1/admin/groups/{name}")]
 pub async fn update_group(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: ApiJson<UpdateGroup>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = group_in_path(&name)?;
     let b = body.0;
     let row = groups::update(
         &state,
+        &origin,
         name.as_str(),
         GroupChanges {
             audiences: b.audiences,
@@ -171,11 +178,13 @@ pub async fn update_group(
 ))]
 #[delete("/v1/admin/groups/{name}")]
 pub async fn delete_group(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = group_in_path(&name)?;
-    groups::delete(&state, name.as_str()).await?;
+    groups::delete(&state, &origin, name.as_str()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

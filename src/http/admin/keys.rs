@@ -12,6 +12,7 @@ use crate::domain::kid::Kid;
 use crate::domain::names::KeyName;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::AdminCaller;
+use crate::http::context::RequestMeta;
 use crate::http::json::ApiJson;
 use crate::service::keys::{self, KeyInfo, NewKey};
 use crate::state::AppState;
@@ -108,11 +109,13 @@ pub async fn list_keys(
 ))]
 #[post("/v1/admin/callers/{name}/keys")]
 pub async fn generate_key(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: ApiJson<GenerateKey>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
     let b = body.0;
     let req = NewKey {
@@ -120,7 +123,7 @@ pub async fn generate_key(
         name: b.name,
         activate: b.activate,
     };
-    let key = keys::generate(&state, &name, req).await?;
+    let key = keys::generate(&state, &origin, &name, req).await?;
     Ok(HttpResponse::Created().json(KeyView::from(key)))
 }
 
@@ -134,11 +137,13 @@ pub async fn generate_key(
 ))]
 #[post("/v1/admin/callers/{name}/keys/import")]
 pub async fn import_key(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
     body: ApiJson<ImportKey>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
     let b = body.0;
     let req = NewKey {
@@ -146,7 +151,7 @@ pub async fn import_key(
         name: b.name,
         activate: b.activate,
     };
-    let key = keys::import(&state, &name, req, b.private_key).await?;
+    let key = keys::import(&state, &origin, &name, req, b.private_key).await?;
     Ok(HttpResponse::Created().json(KeyView::from(key)))
 }
 
@@ -158,12 +163,14 @@ pub async fn import_key(
 ))]
 #[post("/v1/admin/callers/{name}/keys/rotate")]
 pub async fn rotate_keys(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
-    Ok(HttpResponse::Ok().json(KeyView::from(keys::rotate(&state, &name).await?)))
+    Ok(HttpResponse::Ok().json(KeyView::from(keys::rotate(&state, &origin, &name).await?)))
 }
 
 /// One key by kid (`{kid}` spans `/`).
@@ -193,12 +200,14 @@ pub async fn get_key(
 ))]
 #[post("/v1/admin/keys/{kid:.+}/revoke")]
 pub async fn revoke_key(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     kid: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let kid = kid_in_path(&kid)?;
-    let (revoked, replacement) = keys::revoke(&state, &kid).await?;
+    let (revoked, replacement) = keys::revoke(&state, &origin, &kid).await?;
     Ok(HttpResponse::Ok().json(Revoked {
         revoked: revoked.into(),
         replacement: replacement.map(KeyView::from),

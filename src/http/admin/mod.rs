@@ -1,5 +1,6 @@
 //! The admin API: callers, their secrets and keys, and groups.
 
+pub mod audit;
 pub mod callers;
 pub mod groups;
 pub mod keys;

@@ -8,6 +8,7 @@ use super::caller_in_path;
 use crate::clock::rfc3339;
 use crate::error::{ApiResult, Problem};
 use crate::http::auth::AdminCaller;
+use crate::http::context::RequestMeta;
 use crate::service::secrets;
 use crate::state::AppState;
 
@@ -33,12 +34,14 @@ pub struct CreatedSecret {
 ))]
 #[post("/v1/admin/callers/{name}/secrets")]
 pub async fn add_secret(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let name = caller_in_path(&name)?;
-    let created = secrets::add(&state, name.as_str()).await?;
+    let created = secrets::add(&state, &origin, name.as_str()).await?;
     Ok(HttpResponse::Created().json(CreatedSecret {
         id: created.id,
         client_secret: created.client_secret,
@@ -76,12 +79,14 @@ pub async fn list_secrets(
 ))]
 #[delete("/v1/admin/callers/{name}/secrets/{id}")]
 pub async fn revoke_secret(
-    _admin: AdminCaller,
+    admin: AdminCaller,
+    meta: RequestMeta,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
+    let origin = meta.origin(&admin.0.name);
     let (name, id) = path.into_inner();
     let name = caller_in_path(&name)?;
-    secrets::revoke(&state, name.as_str(), &id).await?;
+    secrets::revoke(&state, &origin, name.as_str(), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

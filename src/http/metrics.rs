@@ -1,0 +1,86 @@
+//! `GET /metrics` and the middleware that counts HTTP requests.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{get, web, HttpResponse};
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+use crate::store::keys;
+
+/// Label for requests no route matched: a scanner probing a thousand paths
+/// must not create a thousand time series.
+const UNMATCHED: &str = "unmatched";
+
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = method_label(req.method());
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or(UNMATCHED);
+        let status = res.status().as_u16().to_string();
+        let m = &state.metrics;
+        m.http_requests
+            .with_label_values(&[route, method, &status])
+            .inc();
+        m.http_duration
+            .with_label_values(&[route, method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
+}
+
+/// Prometheus metrics, text format.
+#[utoipa::path(tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    // Gauges that describe the database are read at scrape time, so every
+    // replica reports the shared truth.
+    let m = &state.metrics;
+    {
+        let mut conn = state.store.acquire().await?;
+        m.keys.reset();
+        for (st, n) in keys::count_by_state(&mut conn).await? {
+            m.keys.with_label_values(&[&st]).set(n);
+        }
+        m.active_key_age.reset();
+        let now = state.clock.now();
+        for (caller, since) in keys::active_since(&mut conn).await? {
+            m.active_key_age
+                .with_label_values(&[&caller])
+                .set(now - since.unwrap_or(now));
+        }
+    }
+    let (size, idle) = state.store.pool_stats();
+    m.db_connections
+        .with_label_values(&["idle"])
+        .set(idle as i64);
+    m.db_connections
+        .with_label_values(&["in_use"])
+        .set(i64::from(size) - idle as i64);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render()))
+}

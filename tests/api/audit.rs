@@ -1,0 +1,501 @@
+//! The audit log: one record per change, queryable, paginated, pruned.
+
+use std::collections::HashSet;
+
+use asapd::clock::Clock;
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with_clock, TestApp};
+
+/// Does `method path body` as admin; returns the response's request id.
+async fn act(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (String, Value) {
+    let mut req = app.admin(method, path);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.status());
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (id, body)
+}
+
+/// The one event with `action` caused by request `request_id`.
+async fn event_of(app: &TestApp, action: &str, request_id: &str) -> Value {
+    let events = app.audit(&format!("action={action}")).await;
+    let mine: Vec<_> = events
+        .into_iter()
+        .filter(|e| e["request_id"] == request_id)
+        .collect();
+    assert_eq!(
+        mine.len(),
+        1,
+        "exactly one {action} for request {request_id}"
+    );
+    let e = mine.into_iter().next().unwrap();
+    assert_eq!(e["actor"], "admin");
+    assert_eq!(e["outcome"], "success");
+    assert_eq!(e["source_ip"], "127.0.0.1");
+    assert!(e["time"].as_str().unwrap().ends_with('Z'), "UTC: {e}");
+    e
+}
+
+#[tokio::test]
+async fn every_admin_change_is_recorded_with_its_fields() {
+    let app = spawn_app().await;
+    let (id, _) = act(
+        &app,
+        Method::POST,
+        "/v1/admin/groups",
+        Some(json!({"name": "g", "audiences": ["b"]})),
+    )
+    .await;
+    let e = event_of(&app, "group.created", &id).await;
+    assert_eq!(e["target"], "group:g");
+    assert_eq!(e["detail"]["audiences"], json!(["b"]));
+    let (id, _) = act(
+        &app,
+        Method::PATCH,
+        "/v1/admin/groups/g",
+        Some(json!({"max_lifetime": 60})),
+    )
+    .await;
+    assert_eq!(
+        event_of(&app, "group.updated", &id).await["detail"]["max_lifetime"],
+        60
+    );
+
+    let (id, created) = act(
+        &app,
+        Method::POST,
+        "/v1/admin/callers",
+        Some(json!({"name": "svc-a", "groups": ["g"]})),
+    )
+    .await;
+    let e = event_of(&app, "caller.created", &id).await;
+    assert_eq!(e["target"], "caller:svc-a");
+    assert_eq!(e["detail"]["caller"]["groups"], json!(["g"]));
+    assert_eq!(e["detail"]["secret_id"], created["secret_id"]);
+    let first_kid = created["kid"].as_str().unwrap().to_owned();
+    let k = event_of(&app, "key.created", &id).await;
+    assert_eq!(k["target"], format!("key:{first_kid}"));
+    assert_eq!(k["detail"]["state"], "active");
+
+    let (id, _) = act(
+        &app,
+        Method::PATCH,
+        "/v1/admin/callers/svc-a",
+        Some(json!({"cidrs": ["10.0.0.0/8"]})),
+    )
+    .await;
+    let e = event_of(&app, "caller.updated", &id).await;
+    assert_eq!(e["detail"]["before"]["cidrs"], json!([]));
+    assert_eq!(e["detail"]["after"]["cidrs"], json!(["10.0.0.0/8"]));
+    let (id, _) = act(
+        &app,
+        Method::PATCH,
+        "/v1/admin/callers/svc-a",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        event_of(&app, "caller.disabled", &id).await["detail"]["after"]["enabled"],
+        false
+    );
+
+    let (id, secret) = act(&app, Method::POST, "/v1/admin/callers/svc-a/secrets", None).await;
+    let secret_id = secret["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        event_of(&app, "secret.created", &id).await["detail"]["secret_id"],
+        secret_id.as_str()
+    );
+    let (id, _) = act(
+        &app,
+        Method::DELETE,
+        &format!("/v1/admin/callers/svc-a/secrets/{secret_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        event_of(&app, "secret.revoked", &id).await["target"],
+        "caller:svc-a"
+    );
+
+    let (id, key) = act(
+        &app,
+        Method::POST,
+        "/v1/admin/callers/svc-a/keys",
+        Some(json!({})),
+    )
+    .await;
+    let pending = key["kid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        event_of(&app, "key.created", &id).await["detail"]["state"],
+        "pending"
+    );
+    let (id, _) = act(
+        &app,
+        Method::POST,
+        "/v1/admin/callers/svc-a/keys/rotate",
+        None,
+    )
+    .await;
+    let e = event_of(&app, "key.rotated", &id).await;
+    assert_eq!(e["detail"]["activated"], pending.as_str());
+    assert_eq!(e["detail"]["retired"], first_kid.as_str());
+    let pem = p256::SecretKey::random(&mut rand::rngs::OsRng)
+        .to_pkcs8_pem(LineEnding::LF)
+        .unwrap();
+    let (id, _) = act(
+        &app,
+        Method::POST,
+        "/v1/admin/callers/svc-a/keys/import",
+        Some(json!({"private_key": pem.as_str()})),
+    )
+    .await;
+    assert_eq!(
+        event_of(&app, "key.imported", &id).await["detail"]["algorithm"],
+        "ES256"
+    );
+    let (id, _) = act(
+        &app,
+        Method::POST,
+        &format!("/v1/admin/keys/{first_kid}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        event_of(&app, "key.revoked", &id).await["detail"]["previous_state"],
+        "retired"
+    );
+
+    let (id, _) = act(
+        &app,
+        Method::PUT,
+        "/v1/admin/settings/audit-retention",
+        Some(json!({"max_age_days": 30, "max_entries": 5000})),
+    )
+    .await;
+    let e = event_of(&app, "settings.changed", &id).await;
+    assert_eq!(
+        e["detail"]["after"],
+        json!({"max_age_days": 30, "max_entries": 5000})
+    );
+
+    let (id, _) = act(&app, Method::DELETE, "/v1/admin/callers/svc-a", None).await;
+    assert_eq!(
+        event_of(&app, "caller.deleted", &id).await["target"],
+        "caller:svc-a"
+    );
+    app.admin(Method::DELETE, "/v1/admin/groups/g")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(app.audit("action=group.deleted").await.len(), 1);
+
+    // Filters combine; outcome and target filters work.
+    let by_target = app.audit("target=caller:svc-a&outcome=success").await;
+    assert!(by_target.len() >= 6, "{by_target:?}");
+    assert!(by_target.iter().all(|e| e["target"] == "caller:svc-a"));
+}
+
+#[tokio::test]
+async fn pages_return_every_event_once_while_new_ones_arrive() {
+    let app = spawn_app().await;
+    for i in 0..30 {
+        app.create_group(&format!("g{i}"), &["x"]).await;
+    }
+    let before: HashSet<i64> = app
+        .audit("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(before.len() >= 30);
+
+    let writer = {
+        let client = app.client.clone();
+        let url = app.url("/v1/admin/groups");
+        let secret = app.admin_secret.clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                client
+                    .post(&url)
+                    .basic_auth("admin", Some(&secret))
+                    .json(&json!({"name": format!("late{i}")}))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/admin/audit?limit=7&cursor={c}"),
+            None => "/v1/admin/audit?limit=7".to_owned(),
+        };
+        let page: Value = app.admin_get(&path).await.json().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 7);
+        let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        seen.extend(ids);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    writer.await.unwrap();
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "no event twice");
+    assert!(
+        before.is_subset(&unique),
+        "every event that existed is on some page"
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_name_the_problem() {
+    let app = spawn_app().await;
+    for (query, field) in [
+        ("colour=red", ""),
+        ("action=token.stolen", "action"),
+        ("outcome=maybe", "outcome"),
+        ("from=yesterday", "from"),
+        ("from=2026-11-22T10:00:00Z&to=2026-11-22T09:00:00Z", "from"),
+        ("limit=0", "limit"),
+        ("limit=100000", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=AAAA", "cursor"),
+        ("cursor=not-base64!", "cursor"),
+    ] {
+        let res = app.admin_get(&format!("/v1/admin/audit?{query}")).await;
+        let body = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        if field.is_empty() {
+            assert!(
+                body["detail"].as_str().unwrap().contains("colour"),
+                "{body}"
+            );
+        } else {
+            assert_eq!(body["field"], field, "{query}: {body}");
+        }
+    }
+    // A cursor from another asapd (another master key) is forged here.
+    let other = spawn_app().await;
+    for i in 0..3 {
+        other.create_group(&format!("g{i}"), &["x"]).await;
+    }
+    let page: Value = other
+        .admin_get("/v1/admin/audit?limit=1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let foreign = page["next_cursor"].as_str().unwrap();
+    let res = app
+        .admin_get(&format!("/v1/admin/audit?cursor={foreign}"))
+        .await;
+    assert_eq!(
+        assert_problem(res, StatusCode::BAD_REQUEST).await["field"],
+        "cursor"
+    );
+}
+
+#[tokio::test]
+async fn retention_settings_validate_and_need_admin() {
+    let app = spawn_app().await;
+    let current: Value = app
+        .admin_get("/v1/admin/settings/audit-retention")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        current,
+        json!({"max_age_days": 90, "max_entries": 10000000})
+    );
+    for (body, field) in [
+        (
+            json!({"max_age_days": -1, "max_entries": 1000}),
+            "max_age_days",
+        ),
+        (
+            json!({"max_age_days": 0, "max_entries": 1000}),
+            "max_age_days",
+        ),
+        (
+            json!({"max_age_days": 100000, "max_entries": 1000}),
+            "max_age_days",
+        ),
+        (json!({"max_age_days": 7, "max_entries": 5}), "max_entries"),
+        (json!({"max_age_days": 7}), "max_entries"),
+        (json!({"max_age_days": 7, "max_entries": 1000, "x": 1}), ""),
+    ] {
+        let res = app
+            .admin_json(
+                Method::PUT,
+                "/v1/admin/settings/audit-retention",
+                body.clone(),
+            )
+            .await;
+        let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        if !field.is_empty() {
+            assert_eq!(problem["field"], field, "{body}");
+        }
+    }
+    let res = app
+        .admin_json(
+            Method::PUT,
+            "/v1/admin/settings/audit-retention",
+            json!({"max_age_days": null, "max_entries": 1000}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let auditor = app
+        .create_caller(json!({"name": "aud", "groups": ["auditor"]}))
+        .await;
+    let res = app
+        .request(Method::PUT, "/v1/admin/settings/audit-retention")
+        .basic_auth("aud", auditor["client_secret"].as_str())
+        .json(&json!({"max_age_days": 1, "max_entries": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::FORBIDDEN).await;
+    let res = app
+        .request(Method::GET, "/v1/admin/audit")
+        .basic_auth("aud", auditor["client_secret"].as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "auditors read the audit log");
+}
+
+#[tokio::test]
+async fn pruning_by_age_removes_exactly_the_old_events() {
+    let start = 1_900_000_000;
+    let app = spawn_app_with_clock(Clock::manual(start), |_| {}).await;
+    for i in 0..5 {
+        app.create_group(&format!("old{i}"), &["x"]).await;
+    }
+    let old: HashSet<i64> = app
+        .audit("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    app.state.clock.advance(10 * 86_400);
+    for i in 0..3 {
+        app.create_group(&format!("new{i}"), &["x"]).await;
+    }
+    let res = app
+        .admin_json(
+            Method::PUT,
+            "/v1/admin/settings/audit-retention",
+            json!({"max_age_days": 7, "max_entries": null}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let kept_before: HashSet<i64> = app
+        .audit("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .filter(|id| !old.contains(id))
+        .collect();
+
+    let pruned = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pruned.by_age, old.len() as u64);
+    assert_eq!(pruned.by_count, 0);
+
+    let after = app.audit("").await;
+    let ids: HashSet<i64> = after.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.is_disjoint(&old), "every old event went");
+    assert!(kept_before.is_subset(&ids), "every recent event stayed");
+    let pruned_event = &app.audit("action=audit.pruned").await[0];
+    assert_eq!(pruned_event["actor"], "system");
+    assert_eq!(pruned_event["detail"]["by_age"], old.len());
+    assert_eq!(pruned_event["detail"]["rows"], old.len());
+
+    // Nothing left to prune: no new audit.pruned event.
+    let again = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.by_age + again.by_count, 0);
+    assert_eq!(app.audit("action=audit.pruned").await.len(), 1);
+}
+
+#[tokio::test]
+async fn pruning_by_count_keeps_exactly_the_newest() {
+    let app = spawn_app().await;
+    let res = app
+        .admin_json(
+            Method::PUT,
+            "/v1/admin/settings/audit-retention",
+            json!({"max_age_days": null, "max_entries": 100}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for i in 0..130 {
+        app.create_group(&format!("g{i}"), &["x"]).await;
+    }
+    let all: Vec<i64> = app
+        .audit("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    let total = all.len();
+    assert!(total > 100);
+    let newest: HashSet<i64> = all.iter().take(100).copied().collect();
+
+    let pruned = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pruned.by_count as usize, total - 100);
+    let after = app.audit("").await;
+    assert_eq!(
+        after.len(),
+        101,
+        "the newest 100 plus the audit.pruned record"
+    );
+    assert_eq!(after[0]["action"], "audit.pruned");
+    assert_eq!(after[0]["detail"]["by_count"], total - 100);
+    let kept: HashSet<i64> = after[1..]
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, newest);
+}
+
+#[tokio::test]
+async fn export_streams_ndjson_with_the_same_filters() {
+    let app = spawn_app().await;
+    for i in 0..12 {
+        app.create_group(&format!("g{i}"), &["x"]).await;
+    }
+    let res = app
+        .admin_get("/v1/admin/audit/export?action=group.created")
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12);
+    assert!(lines.iter().all(|e| e["action"] == "group.created"));
+    let res = app.admin_get("/v1/admin/audit/export?action=nope").await;
+    assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
