@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,8 +24,10 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use crate::config::TokenSettings;
 use crate::domain::caller::RateLimit;
 
-/// Blocked IPs kept before expired entries are swept.
-const SWEEP_ABOVE: usize = 4096;
+/// Failed authentications between sweeps of idle per-IP state: the keyed
+/// limiter keeps an entry per IP that failed, so without sweeps addresses
+/// that fail once (a scan from many IPv6 addresses) would pile up.
+const SWEEP_EVERY: u64 = 1024;
 
 struct CallerLimiter {
     quota: RateLimit,
@@ -33,10 +36,13 @@ struct CallerLimiter {
 
 pub struct RateLimits {
     default: RateLimit,
+    /// One entry per caller that asked for a token; callers are created by
+    /// admins, so this stays small.
     callers: RwLock<HashMap<String, Arc<CallerLimiter>>>,
     failed_auth: DefaultKeyedRateLimiter<IpAddr>,
     /// IPs whose failed-auth allowance is used up, and until when.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+    failures: AtomicU64,
     clock: DefaultClock,
 }
 
@@ -66,6 +72,7 @@ impl RateLimits {
             callers: RwLock::new(HashMap::new()),
             failed_auth: RateLimiter::keyed(failed),
             blocked: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
             clock: DefaultClock::default(),
         }
     }
@@ -119,19 +126,30 @@ impl RateLimits {
     /// Counts a failed authentication from `ip`. Returns how long `ip` is
     /// now blocked when this failure used up its allowance.
     pub fn auth_failed(&self, ip: IpAddr) -> Option<Duration> {
+        if self.failures.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
         let wait = self
             .failed_auth
             .check_key(&ip)
             .err()
             .map(|not_until| not_until.wait_time_from(self.clock.now()))?;
-        let now = Instant::now();
-        let mut blocked = self.blocked.lock().expect("rate limit lock poisoned");
-        if blocked.len() >= SWEEP_ABOVE {
-            blocked.retain(|_, until| *until > now);
-            self.failed_auth.retain_recent();
-        }
-        blocked.insert(ip, now + wait);
+        self.blocked
+            .lock()
+            .expect("rate limit lock poisoned")
+            .insert(ip, Instant::now() + wait);
         Some(wait)
+    }
+
+    /// Forgets IPs whose allowance is whole again and blocks that ended.
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .expect("rate limit lock poisoned")
+            .retain(|_, until| *until > now);
+        self.failed_auth.retain_recent();
+        self.failed_auth.shrink_to_fit();
     }
 }
 
@@ -180,6 +198,9 @@ mod tests {
         assert!(wait > Duration::from_secs(50));
         assert!(limits.auth_blocked(ip).is_some());
         assert!(limits.auth_blocked("10.0.0.2".parse().unwrap()).is_none());
+        // Sweeping keeps live blocks.
+        limits.sweep();
+        assert!(limits.auth_blocked(ip).is_some());
     }
 
     #[test]
