@@ -8,28 +8,28 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
-use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
 use serde_json::{json, Map, Value};
 
+use self::audit::{record_issued, truncate, Denier};
+use self::policy::{load_policy, Policy};
+use self::sign::{new_jti, sign};
 use crate::audit::{action, AuditEvent, Origin, Outcome};
-use crate::clock::rfc3339;
-use crate::domain::algorithm::{Algorithm, KeyType};
-use crate::domain::caller::RateLimit;
+use crate::domain::algorithm::Algorithm;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
-use crate::domain::grants::{self, Grant};
-use crate::domain::group::{AudiencePattern, Cidr};
+use crate::domain::grants;
 use crate::error::ApiError;
-use crate::keyring::Signer;
 use crate::ratelimit::retry_after_secs;
 use crate::service::auth;
 use crate::state::AppState;
-use crate::store::{callers, groups, StoreError};
+
+mod audit;
+mod error;
+mod policy;
+mod sign;
+
+pub use error::IssueError;
 
 /// Where the request came in; recorded in audit details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,95 +83,6 @@ pub struct IssuedToken {
     pub issued_at: i64,
     pub expires_at: i64,
     pub lifetime: u32,
-}
-
-#[derive(Debug)]
-pub enum IssueError {
-    /// A policy refusal, audited and counted.
-    Denied {
-        denial: Denial,
-        retry_after: Option<Duration>,
-    },
-    /// The body could not be read (415, 413, bad JSON); audited as
-    /// `invalid_request` and answered as is.
-    Malformed(ApiError),
-    /// asapd could not decide or could not audit (503, 500).
-    Failed(ApiError),
-}
-
-impl IssueError {
-    pub fn denied(denial: Denial) -> Self {
-        IssueError::Denied {
-            denial,
-            retry_after: None,
-        }
-    }
-
-    /// The rule, for the OAuth2 error mapping.
-    pub fn rule(&self) -> Option<Rule> {
-        match self {
-            IssueError::Denied { denial, .. } => Some(denial.rule),
-            IssueError::Malformed(_) => Some(Rule::InvalidRequest),
-            IssueError::Failed(_) => None,
-        }
-    }
-}
-
-impl From<ApiError> for IssueError {
-    fn from(e: ApiError) -> Self {
-        IssueError::Failed(e)
-    }
-}
-
-impl From<StoreError> for IssueError {
-    fn from(e: StoreError) -> Self {
-        IssueError::Failed(e.into())
-    }
-}
-
-/// The problem+json answer of `/v1/tokens`.
-impl From<IssueError> for ApiError {
-    fn from(e: IssueError) -> Self {
-        let (denial, retry_after) = match e {
-            IssueError::Malformed(e) | IssueError::Failed(e) => return e,
-            IssueError::Denied {
-                denial,
-                retry_after,
-            } => (denial, retry_after),
-        };
-        let detail = denial.to_string();
-        match denial.rule {
-            Rule::InvalidCredentials => ApiError::Unauthorized(denial.message),
-            Rule::AuthRateLimited | Rule::RateLimited => ApiError::TooManyRequests {
-                detail,
-                retry_after_secs: retry_after_secs(retry_after.unwrap_or_default()),
-            },
-            Rule::CallerDisabled
-            | Rule::CallerNetwork
-            | Rule::AudienceNotGranted
-            | Rule::GrantNetwork
-            | Rule::SubjectNotAllowed => ApiError::Forbidden(detail),
-            Rule::NoActiveKey => ApiError::Unavailable(detail),
-            Rule::InvalidRequest
-            | Rule::UnsupportedGrantType
-            | Rule::InvalidScope
-            | Rule::InvalidTarget
-            | Rule::LifetimeExceeded
-            | Rule::ReservedClaim
-            | Rule::ClaimsTooLarge => ApiError::BadRequest {
-                field: denial.field,
-                detail,
-            },
-        }
-    }
-}
-
-/// The caller's policy, read fresh per request so admin changes apply at
-/// once on every replica.
-struct Policy {
-    cidrs: Vec<Cidr>,
-    rate_limit: Option<RateLimit>,
-    grants: Vec<Grant>,
 }
 
 /// Runs DESIGN §4 for one request. `request` reads and parses the body; it
@@ -390,174 +301,4 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
-}
-
-/// Signs with the cached, parsed key pair (DESIGN §8). RSA signatures take
-/// long enough to stall an async worker, so they run on the blocking pool;
-/// ECDSA is cheaper than the hop.
-async fn sign(signer: Arc<Signer>, payload: Value) -> Result<String, IssueError> {
-    let algorithm = signer.key.algorithm;
-    let run = move || {
-        let mut header = jsonwebtoken::Header::new(signer.key.algorithm.to_jwt());
-        header.kid = Some(signer.kid.clone());
-        jsonwebtoken::encode(&header, &payload, &signer.key.encoding_key)
-    };
-    let signed = match algorithm.key_type() {
-        KeyType::Rsa { .. } => tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|e| IssueError::Failed(ApiError::internal(e)))?,
-        KeyType::P256 | KeyType::P384 => run(),
-    };
-    signed.map_err(|e| IssueError::Failed(ApiError::internal(e)))
-}
-
-/// 144 random bits, URL-safe: unique without coordination between replicas.
-fn new_jti() -> String {
-    let mut bytes = [0u8; 18];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// Step 8: the token is returned only if this commit succeeds.
-async fn record_issued(
-    state: &AppState,
-    origin: &Origin,
-    endpoint: Endpoint,
-    request: &TokenRequest,
-    issued: &IssuedToken,
-    groups: Vec<String>,
-) -> Result<(), IssueError> {
-    let caller = origin.actor.as_str();
-    let subject = request.subject.as_deref().filter(|s| *s != caller);
-    let claim_names: Vec<&String> = request.claims.keys().collect();
-    let event = AuditEvent::new(
-        origin,
-        state.clock.now_ms(),
-        action::TOKEN_ISSUED,
-        Outcome::Success,
-    )
-    .target(caller)
-    .detail(json!({
-        "endpoint": endpoint.path(),
-        "jti": issued.jti,
-        "audiences": request.audiences,
-        "kid": issued.kid,
-        "algorithm": issued.algorithm.as_str(),
-        "lifetime": issued.lifetime,
-        "expires_at": rfc3339(issued.expires_at),
-        "subject": subject,
-        "not_before": request.not_before,
-        "claims": claim_names,
-        "groups": groups,
-    }));
-    state
-        .audit
-        .record(event)
-        .await
-        .map_err(|e| IssueError::Failed(e.into()))?;
-    state
-        .metrics
-        .tokens_issued
-        .with_label_values(&[caller, issued.algorithm.as_str()])
-        .inc();
-    Ok(())
-}
-
-/// Audits and counts refusals of an authenticated caller.
-struct Denier<'a> {
-    state: &'a AppState,
-    origin: &'a Origin,
-    endpoint: Endpoint,
-}
-
-impl Denier<'_> {
-    async fn deny(&self, denial: Denial) -> IssueError {
-        self.deny_after(denial, None).await
-    }
-
-    async fn deny_after(&self, denial: Denial, retry_after: Option<Duration>) -> IssueError {
-        self.record(IssueError::Denied {
-            denial,
-            retry_after,
-        })
-        .await
-    }
-
-    /// Audits `error` when it is a refusal; passes it through either way.
-    async fn record(&self, error: IssueError) -> IssueError {
-        let (rule, message) = match &error {
-            IssueError::Denied { denial, .. } => (denial.rule, denial.message.clone()),
-            IssueError::Malformed(e) => (Rule::InvalidRequest, e.to_string()),
-            IssueError::Failed(_) => return error,
-        };
-        self.state
-            .metrics
-            .token_denials
-            .with_label_values(&[rule.as_str()])
-            .inc();
-        let event = AuditEvent::new(
-            self.origin,
-            self.state.clock.now_ms(),
-            action::TOKEN_DENIED,
-            Outcome::Denied,
-        )
-        .target(self.origin.actor.as_str())
-        .detail(json!({
-            "endpoint": self.endpoint.path(),
-            "rule": rule.as_str(),
-            "message": truncate(&message, 512),
-        }));
-        // The refusal stands whether or not its record could be written.
-        if let Err(e) = self.state.audit.record(event).await {
-            tracing::warn!(error = %e, rule = rule.as_str(), "token.denied could not be audited");
-        }
-        error
-    }
-}
-
-async fn load_policy(state: &AppState, caller: &str) -> Result<Policy, IssueError> {
-    let mut conn = state.store.acquire().await?;
-    let row = callers::get(&mut conn, caller).await?.ok_or_else(|| {
-        IssueError::denied(Denial::new(
-            Rule::InvalidCredentials,
-            "invalid client credentials",
-        ))
-    })?;
-    let groups = groups::list_for_caller(&mut conn, caller).await?;
-    let corrupt = |m: String| IssueError::Failed(ApiError::internal(StoreError::Corrupt(m)));
-    let cidrs = parse_all::<Cidr>(row.cidrs).map_err(corrupt)?;
-    let grants = groups
-        .into_iter()
-        .map(|g| {
-            Ok(Grant {
-                audiences: parse_all::<AudiencePattern>(g.audiences)?,
-                cidrs: parse_all::<Cidr>(g.cidrs)?,
-                max_lifetime: u32::try_from(g.max_lifetime)
-                    .map_err(|_| format!("group {}: max_lifetime", g.name))?,
-                allow_subject: g.allow_subject,
-                group: g.name,
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(corrupt)?;
-    Ok(Policy {
-        cidrs,
-        rate_limit: row.rate_limit.map(|(per_second, burst)| RateLimit {
-            per_second: u32::try_from(per_second).unwrap_or(u32::MAX),
-            burst: u32::try_from(burst).unwrap_or(u32::MAX),
-        }),
-        grants,
-    })
-}
-
-fn parse_all<T: TryFrom<String, Error = String>>(items: Vec<String>) -> Result<Vec<T>, String> {
-    items.into_iter().map(T::try_from).collect()
-}
-
-/// Caps untrusted text put into audit records.
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }

@@ -1,0 +1,181 @@
+//! The token request form (RFC 6749 §4.4.2, RFC 8707 §2).
+
+use crate::domain::denial::{Denial, Rule};
+use crate::domain::grants::parse_audiences;
+use crate::service::tokens::TokenRequest;
+
+use super::error::OAuth2Error;
+
+/// The parsed form. Single-valued parameters may appear once (RFC 6749
+/// §3.2); `audience` and `resource` repeat.
+#[derive(Default)]
+pub(super) struct Form {
+    grant_type: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<String>,
+    scope: Option<String>,
+    audience: Vec<String>,
+    resource: Vec<String>,
+}
+
+impl Form {
+    pub(super) fn parse(body: &[u8]) -> Result<Self, OAuth2Error> {
+        let mut form = Form::default();
+        for (name, value) in url::form_urlencoded::parse(body) {
+            let slot = match name.as_ref() {
+                "grant_type" => &mut form.grant_type,
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                "scope" => &mut form.scope,
+                "audience" => {
+                    form.audience.push(value.into_owned());
+                    continue;
+                }
+                "resource" => {
+                    form.resource.push(value.into_owned());
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(OAuth2Error::invalid_request(format!(
+                    "{name} appears more than once"
+                )));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(form)
+    }
+
+    /// The grant, scope and audience checks, run after authentication.
+    pub(super) fn into_request(self) -> Result<TokenRequest, Denial> {
+        match self.grant_type.as_deref() {
+            None | Some("") => {
+                return Err(Denial::on_field(
+                    Rule::InvalidRequest,
+                    "grant_type",
+                    "grant_type is required: client_credentials",
+                ))
+            }
+            Some("client_credentials") => {}
+            Some(other) => {
+                return Err(Denial::on_field(
+                    Rule::UnsupportedGrantType,
+                    "grant_type",
+                    format!("grant_type {other} is not supported; use client_credentials"),
+                ))
+            }
+        }
+        if self.scope.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+            return Err(Denial::on_field(
+                Rule::InvalidScope,
+                "scope",
+                "asapd tokens carry audiences, not scopes: leave scope out and name the \
+                 audience with audience or resource",
+            ));
+        }
+        let (values, field) = match (self.audience.is_empty(), self.resource.is_empty()) {
+            (false, false) => {
+                return Err(Denial::on_field(
+                    Rule::InvalidRequest,
+                    "resource",
+                    "send audience or resource, not both",
+                ))
+            }
+            (false, true) => (self.audience, "audience"),
+            (true, false) => (self.resource, "resource"),
+            (true, true) => {
+                return Err(Denial::on_field(
+                    Rule::InvalidTarget,
+                    "audience",
+                    "name the token's audience with audience or resource",
+                ))
+            }
+        };
+        // RFC 8707 §2: a resource indicator has no fragment.
+        if field == "resource" && values.iter().any(|v| v.contains('#')) {
+            return Err(Denial::on_field(
+                Rule::InvalidTarget,
+                "resource",
+                "resource must not contain a fragment (#)",
+            ));
+        }
+        let audiences = parse_audiences(values, field).map_err(|d| Denial {
+            rule: Rule::InvalidTarget,
+            ..d
+        })?;
+        Ok(TokenRequest {
+            audiences,
+            ..TokenRequest::default()
+        })
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text: RFC 6749 §2.3.1 has
+/// clients encode the id and secret this way before HTTP Basic.
+pub(super) fn form_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding_of_basic_credentials() {
+        assert_eq!(form_decode("a%2Bb+c").as_deref(), Some("a+b c"));
+        assert_eq!(form_decode("asapd_x-Y_z").as_deref(), Some("asapd_x-Y_z"));
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+    }
+
+    #[test]
+    fn repeated_single_parameters_are_refused() {
+        assert!(Form::parse(b"grant_type=a&grant_type=b").is_err());
+        let f = Form::parse(b"resource=a&resource=b&other=1&other=2").unwrap();
+        assert_eq!(f.resource, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn grant_scope_and_target_rules() {
+        let rule = |body: &[u8]| Form::parse(body).unwrap().into_request().unwrap_err().rule;
+        assert_eq!(rule(b"audience=a"), Rule::InvalidRequest);
+        assert_eq!(
+            rule(b"grant_type=password&audience=a"),
+            Rule::UnsupportedGrantType
+        );
+        assert_eq!(
+            rule(b"grant_type=client_credentials&audience=a&scope=read"),
+            Rule::InvalidScope
+        );
+        assert_eq!(rule(b"grant_type=client_credentials"), Rule::InvalidTarget);
+        assert_eq!(
+            rule(b"grant_type=client_credentials&resource=https://a/#x"),
+            Rule::InvalidTarget
+        );
+        assert_eq!(
+            rule(b"grant_type=client_credentials&audience=a&resource=b"),
+            Rule::InvalidRequest
+        );
+        let ok = Form::parse(b"grant_type=client_credentials&resource=a&resource=b&scope=")
+            .unwrap()
+            .into_request()
+            .unwrap();
+        assert_eq!(ok.audiences, vec!["a", "b"]);
+    }
+}

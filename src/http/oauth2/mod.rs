@@ -1,0 +1,169 @@
+//! `POST /oauth2/token`: the RFC 6749 §4.4 client-credentials grant, so any
+//! OAuth2 client (Postman included) can get an ASAP token. The decision is
+//! the one `/v1/tokens` makes; only the wire format differs: a form in,
+//! RFC 6749 §5.1 / §5.2 JSON out.
+
+mod error;
+mod form;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub use self::error::OAuth2Error;
+use self::error::{no_store, pragma};
+use self::form::{form_decode, Form};
+use crate::http::auth::basic_credentials;
+use crate::http::context::RequestMeta;
+use crate::http::json::read_body;
+use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError};
+use crate::state::AppState;
+
+/// The form fields asapd reads; others are ignored (RFC 6749 §3.2).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub struct ClientCredentialsForm {
+    /// Must be `client_credentials`.
+    grant_type: String,
+    /// With `client_secret`, instead of HTTP Basic (never both).
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    /// The token's audience (one; repeat for several). Or use `resource`.
+    audience: Option<String>,
+    /// RFC 8707 resource indicator, repeatable; each becomes an audience.
+    resource: Option<Vec<String>>,
+    /// Not supported: ASAP tokens carry audiences, not scopes. Any
+    /// non-empty value gets `invalid_scope`.
+    scope: Option<String>,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Serialize, ToSchema)]
+pub struct AccessTokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: u32,
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Client authentication: HTTP Basic or form fields, never both
+/// (RFC 6749 §2.3).
+fn client_credentials(
+    req: &HttpRequest,
+    form: &mut Form,
+) -> Result<Option<ClientCredentials>, OAuth2Error> {
+    let invalid_client = |m: &str| OAuth2Error::new("invalid_client", StatusCode::UNAUTHORIZED, m);
+    let basic = basic_credentials(req)
+        .map_err(|e| invalid_client(&e.to_string()))?
+        .map(
+            |(id, secret)| match (form_decode(&id), form_decode(&secret)) {
+                (Some(name), Some(secret)) => Ok(ClientCredentials { name, secret }),
+                _ => Err(invalid_client(
+                    "the Basic credentials are not form-urlencoded",
+                )),
+            },
+        )
+        .transpose()?;
+    match (basic, form.client_secret.take()) {
+        (Some(_), Some(_)) => Err(OAuth2Error::invalid_request(
+            "use one client authentication method: HTTP Basic or client_id/client_secret",
+        )),
+        (Some(basic), None) => match &form.client_id {
+            Some(id) if *id != basic.name => Err(OAuth2Error::invalid_request(
+                "client_id differs from the HTTP Basic user",
+            )),
+            _ => Ok(Some(basic)),
+        },
+        (None, Some(secret)) => match form.client_id.take() {
+            Some(name) => Ok(Some(ClientCredentials { name, secret })),
+            None => Err(OAuth2Error::invalid_request(
+                "client_secret needs client_id",
+            )),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+/// OAuth2 client-credentials grant (RFC 6749 §4.4).
+///
+/// Send a form with
+/// `grant_type=client_credentials` and the audience as `audience` or RFC 8707
+/// `resource` (repeatable); authenticate with HTTP Basic (the id and secret
+/// form-urlencoded, RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
+/// form, not both. `scope` is not supported (`invalid_scope`); the lifetime
+/// is `tokens.default_lifetime_secs`, shortened to what the grants allow.
+/// The token is exactly what `POST /v1/tokens` would issue, after the same
+/// checks in the same order. Errors are RFC 6749 §5.2 JSON, with
+/// `invalid_target` (RFC 8707) for audiences that are missing, malformed or
+/// not granted; `invalid_client` answers 401 with a Basic challenge.
+#[utoipa::path(tag = "tokens", security(("basic" = []), ()),
+    request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = AccessTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "invalid_request, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
+        (status = 401, description = "invalid_client", body = OAuth2Error),
+        (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error),
+        (status = 503, description = "temporarily_unavailable: no token was issued", body = OAuth2Error),
+    )
+)]
+#[post("/oauth2/token")]
+pub async fn oauth2_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    meta: RequestMeta,
+) -> HttpResponse {
+    match grant(&req, payload, &state, meta).await {
+        Ok(res) => res,
+        Err(e) => e.response(),
+    }
+}
+
+async fn grant(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    meta: RequestMeta,
+) -> Result<HttpResponse, OAuth2Error> {
+    if !is_form(req) {
+        return Err(OAuth2Error::invalid_request(
+            "send the request as application/x-www-form-urlencoded",
+        ));
+    }
+    let limit = state.settings.http.max_body_bytes;
+    let body = read_body(&mut payload.into_inner(), limit, None)
+        .await
+        .map_err(|e| OAuth2Error::invalid_request(e.to_string()))?;
+    let mut form = Form::parse(&body)?;
+    let credentials = client_credentials(req, &mut form)?;
+    let request = async move { form.into_request().map_err(IssueError::denied) };
+    let issued = tokens::issue(
+        state,
+        meta.origin("anonymous"),
+        Endpoint::OAuth2,
+        credentials,
+        request,
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(no_store())
+        .insert_header(pragma())
+        .json(AccessTokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer",
+            expires_in: issued.lifetime,
+        }))
+}
