@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, is_postgres, spawn_app, spawn_app_with};
 use crate::token_support::{detail, now};
 
 #[tokio::test]
@@ -607,4 +607,39 @@ async fn a_revoked_key_is_replaced_for_signing() {
     let token = app.token(&a, "svc-b").await;
     let (header, _) = app.verify(&token, "svc-b").await;
     assert_ne!(header.kid.as_deref(), Some(a.kid.as_str()));
+}
+
+#[tokio::test]
+async fn no_token_leaves_without_its_audit_record() {
+    let app = spawn_app().await;
+    let a = app.caller_granted("svc-a", &["svc-b"]).await;
+    // Audit inserts fail; everything else works.
+    let sql = if is_postgres() {
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; END $$ \
+         LANGUAGE plpgsql; \
+         CREATE TRIGGER audit_down BEFORE INSERT ON audit_events EXECUTE FUNCTION refuse();"
+    } else {
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit down'); END;"
+    };
+    let mut conn = app.state.store.acquire().await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut *conn).await.unwrap();
+    let res = app.token_request(&a, json!({"audience": "svc-b"})).await;
+    let problem = assert_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem.get("token").is_none());
+    assert!(problem["detail"].as_str().unwrap().contains("audit"));
+
+    let drop_trigger = if is_postgres() {
+        "DROP TRIGGER audit_down ON audit_events"
+    } else {
+        "DROP TRIGGER audit_down"
+    };
+    sqlx::raw_sql(drop_trigger)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert!(app.audit_rows("token.issued").await.is_empty());
+    app.token(&a, "svc-b").await;
+    assert_eq!(app.audit_rows("token.issued").await.len(), 1);
 }
