@@ -25,7 +25,7 @@ use crate::state::AppState;
 pub struct TokenRequestBody {
     /// One audience, or a list (at most 16). Each must be granted by a group
     /// of the caller whose CIDRs, if any, contain the client IP.
-    #[schema(value_type = Object, example = json!(["svc-b", "reports-eu"]))]
+    #[schema(value_type = AudienceSchema, example = json!(["svc-b", "reports-eu"]))]
     pub audience: Audiences,
     /// Seconds, 1..=3600. Above the longest lifetime the caller's grants
     /// allow for the audiences the request is refused (400,
@@ -46,6 +46,15 @@ pub struct TokenRequestBody {
 
 /// `"svc-b"` or `["svc-b", …]`.
 pub struct Audiences(pub Vec<String>);
+
+/// The shape of `audience` in the OpenAPI document.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the schema only
+pub enum AudienceSchema {
+    One(String),
+    Many(Vec<String>),
+}
 
 impl<'de> Deserialize<'de> for Audiences {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
