@@ -1,6 +1,7 @@
 //! asapd: key management and token issuing for ASAP.
 
 pub mod audit;
+pub mod caller_cache;
 pub mod clock;
 pub mod config;
 pub mod crypto;

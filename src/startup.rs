@@ -11,6 +11,7 @@ use anyhow::Context;
 use utoipa_actix_web::AppExt;
 
 use crate::audit::Auditor;
+use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::tls;
@@ -61,6 +62,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .context("loading the key ring")?;
     let metrics = Arc::new(Metrics::new());
     let (audit, _writer) = Auditor::start(store.clone(), metrics.clone());
+    let cache_ttl = std::time::Duration::from_secs(settings.keys.refresh_interval_secs);
     Ok(AppState {
         store,
         keyring,
@@ -69,6 +71,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         clock,
         audit,
         metrics,
+        callers: CallerCache::new(cache_ttl),
     })
 }
 

@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use crate::audit::Auditor;
+use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::service::tokens::policy::Policy;
+use crate::store::secrets::Credentials;
 use crate::store::Store;
 
 pub struct AppState {
@@ -17,6 +20,8 @@ pub struct AppState {
     pub clock: Clock,
     pub audit: Auditor,
     pub metrics: Arc<Metrics>,
+    /// Credentials and policies of callers, cached per replica.
+    pub callers: CallerCache<Credentials, Policy>,
     /// Per-caller token and per-IP failed-auth limits of this replica.
     pub limits: RateLimits,
 }

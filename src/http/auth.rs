@@ -86,14 +86,12 @@ impl FromRequest for AdminCaller {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
             let principal = match credentials? {
-                AdminCredentials::Basic(name, secret) => {
-                    auth::authenticate(&state.store, &name, &secret)
-                        .await
-                        .map_err(|e| match e {
-                            ApiError::Unauthorized(m) => ApiError::AdminUnauthorized(m),
-                            other => other,
-                        })?
-                }
+                AdminCredentials::Basic(name, secret) => auth::authenticate(&state, &name, &secret)
+                    .await
+                    .map_err(|e| match e {
+                        ApiError::Unauthorized(m) => ApiError::AdminUnauthorized(m),
+                        other => other,
+                    })?,
                 AdminCredentials::Bearer(token) => bearer::authenticate(&state, &token).await?,
             };
             let name = &principal.name;

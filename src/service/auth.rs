@@ -3,7 +3,8 @@
 use crate::crypto::secret;
 use crate::domain::names::GroupName;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{secrets as secret_store, Store};
+use crate::state::AppState;
+use crate::store::secrets as secret_store;
 
 /// An authenticated caller and the groups it belongs to.
 #[derive(Debug, Clone)]
@@ -27,8 +28,8 @@ impl Principal {
 }
 
 /// Checks `name:secret` and refuses disabled callers.
-pub async fn authenticate(store: &Store, name: &str, presented: &str) -> ApiResult<Principal> {
-    let checked = check_secret(store, name, presented).await?;
+pub async fn authenticate(state: &AppState, name: &str, presented: &str) -> ApiResult<Principal> {
+    let checked = check_secret(state, name, presented).await?;
     if !checked.enabled {
         return Err(ApiError::Forbidden(format!("caller {name} is disabled")));
     }
@@ -45,11 +46,21 @@ pub struct CheckedSecret {
 
 /// Checks `name:secret`. Every stored hash is compared in constant time,
 /// and an unknown caller costs the same hash as a known one.
-pub async fn check_secret(store: &Store, name: &str, presented: &str) -> ApiResult<CheckedSecret> {
+pub async fn check_secret(
+    state: &AppState,
+    name: &str,
+    presented: &str,
+) -> ApiResult<CheckedSecret> {
     let presented_hash = secret::hash(presented);
-    let credentials = {
-        let mut conn = store.acquire().await?;
-        secret_store::credentials(&mut conn, name).await?
+    let credentials = match state.callers.credentials(name) {
+        Some(cached) => Some(cached),
+        None => {
+            let ticket = state.callers.ticket();
+            let mut conn = state.store.acquire().await?;
+            secret_store::credentials(&mut conn, name)
+                .await?
+                .map(|c| state.callers.put_credentials(ticket, name, c))
+        }
     };
     let Some(credentials) = credentials else {
         let _ = secret::matches(&presented_hash, &[0u8; 32]);
@@ -64,7 +75,7 @@ pub async fn check_secret(store: &Store, name: &str, presented: &str) -> ApiResu
     Ok(CheckedSecret {
         principal: Principal {
             name: name.to_owned(),
-            groups: credentials.groups,
+            groups: credentials.groups.clone(),
         },
         enabled: credentials.enabled,
     })

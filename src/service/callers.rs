@@ -116,6 +116,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     keys::refresh(state).await?;
     Ok(CreatedCaller {
         caller: row,
@@ -183,6 +184,7 @@ pub async fn update(
         .detail(json!({"before": before, "after": caller_detail(&row)}));
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(row)
 }
 
@@ -197,6 +199,7 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
         .detail(json!({"caller": caller_detail(&row)}));
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     keys::refresh(state).await
 }
 

@@ -57,6 +57,7 @@ pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ApiRe
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(row)
 }
 
@@ -118,6 +119,7 @@ pub async fn update(
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(row)
 }
 
@@ -144,6 +146,7 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
     )
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(())
 }
 

@@ -35,6 +35,7 @@ pub async fn add(state: &AppState, origin: &Origin, caller: &str) -> ApiResult<C
     let event = secret_event(state, origin, action::SECRET_CREATED, caller, &new.id);
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(CreatedSecret {
         id: new.id,
         client_secret: new.plaintext,
@@ -61,6 +62,7 @@ pub async fn revoke(state: &AppState, origin: &Origin, caller: &str, id: &str) -
     let event = secret_event(state, origin, action::SECRET_REVOKED, caller, id);
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    state.callers.invalidate();
     Ok(())
 }
 

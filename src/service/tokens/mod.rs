@@ -26,7 +26,7 @@ use crate::state::AppState;
 
 mod audit;
 mod error;
-mod policy;
+pub mod policy;
 mod sign;
 
 pub use error::IssueError;
@@ -203,7 +203,7 @@ async fn authenticate(
             "authenticate with HTTP Basic client_id:client_secret",
         )));
     };
-    match auth::check_secret(&state.store, &credentials.name, &credentials.secret).await {
+    match auth::check_secret(state, &credentials.name, &credentials.secret).await {
         Ok(checked) => Ok(checked),
         Err(ApiError::Unauthorized(message)) => {
             state.metrics.auth_failures.inc();

@@ -1,5 +1,7 @@
 //! The caller's token policy as the database holds it.
 
+use std::sync::Arc;
+
 use super::IssueError;
 use crate::domain::caller::RateLimit;
 use crate::domain::denial::{Denial, Rule};
@@ -9,15 +11,24 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{callers, groups, StoreError};
 
-/// The caller's policy, read fresh per request so admin changes apply at
-/// once on every replica.
-pub(super) struct Policy {
+/// The caller's policy: cached per replica (see `caller_cache`), dropped
+/// whenever this replica changes a caller or group.
+pub struct Policy {
     pub cidrs: Vec<Cidr>,
     pub rate_limit: Option<RateLimit>,
     pub grants: Vec<Grant>,
 }
 
-pub(super) async fn load_policy(state: &AppState, caller: &str) -> Result<Policy, IssueError> {
+pub(super) async fn load_policy(state: &AppState, caller: &str) -> Result<Arc<Policy>, IssueError> {
+    if let Some(policy) = state.callers.policy(caller) {
+        return Ok(policy);
+    }
+    let ticket = state.callers.ticket();
+    let policy = read_policy(state, caller).await?;
+    Ok(state.callers.put_policy(ticket, caller, policy))
+}
+
+async fn read_policy(state: &AppState, caller: &str) -> Result<Policy, IssueError> {
     let mut conn = state.store.acquire().await?;
     let row = callers::get(&mut conn, caller).await?.ok_or_else(|| {
         IssueError::denied(Denial::new(
