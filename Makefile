@@ -43,5 +43,7 @@ fmt:
 openapi:
 	$(CARGO) run --quiet -- openapi > openapi/openapi.json
 
+bench: ; bash benches/run.sh
+
 clean:
 	$(CARGO) clean

@@ -4,6 +4,9 @@
 #
 #   scripts/pg-test-server.sh start DIR PORT   # URL: postgres://postgres@127.0.0.1:PORT/postgres
 #   scripts/pg-test-server.sh stop DIR
+#
+# PG_TEST_FSYNC=on keeps fsync on (benches/run.sh: commits then cost what
+# they cost in production); the default, off, is for test speed.
 set -euo pipefail
 
 PGBIN=/usr/lib/postgresql/15/bin
@@ -40,6 +43,8 @@ ensure_installed() {
 start() {
     local dir=$1 port=$2
     [[ $port =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$port'"
+    local fsync=${PG_TEST_FSYNC:-off}
+    [[ $fsync == on || $fsync == off ]] || die "PG_TEST_FSYNC must be on or off, got '$fsync'"
     ensure_installed
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)   # the socket dir (-k) must be absolute
@@ -55,7 +60,7 @@ start() {
     fi
     # max_connections: the test suites open many pools in parallel.
     if ! as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=$fsync -c max_connections=300" \
             start >/dev/null; then
         tail -n 20 "$dir/log" >&2 || true
         die "PostgreSQL did not start on 127.0.0.1:$port (port taken? see $dir/log)"

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Turns the raw results of benches/run.sh into the table `make bench` prints
+and writes to benches/RESULTS.md.
+
+    python3 benches/report.py RESULTS_DIR OUTPUT.md
+
+RESULTS_DIR holds machine.txt, sign.json, audit.json, one NAME.json (the
+WRK_RESULT line of benches/wrk/checked.lua) and NAME.cpu per wrk load,
+token-DB-ALG.missing when POST /v1/tokens answered 404, and rss.txt.
+Standard library only.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+res = Path(sys.argv[1])
+out_path = Path(sys.argv[2])
+
+
+def load_json(name):
+    p = res / name
+    return json.loads(p.read_text()) if p.exists() and p.read_text().strip() else None
+
+
+machine = dict(
+    line.split("=", 1) for line in (res / "machine.txt").read_text().splitlines() if "=" in line
+)
+sign = load_json("sign.json") or {}
+audit = load_json("audit.json") or {}
+
+
+def wrk(name):
+    r = load_json(f"{name}.json")
+    if r is not None:
+        r["cpu"] = load_json(f"{name}.cpu") or {}
+        r["errors"] = r["non200"] + r["bad_body"] + r["socket_errors"]
+    return r
+
+
+def fmt_rate(x):
+    return f"{x:,.0f}" if x is not None else "n/a"
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def cpu_cell(r):
+    c = r.get("cpu") or {}
+    if not c:
+        return ""
+    parts = [f"srv {c['server_cores']:.2f}"]
+    if c.get("db_cores", 0) >= 0.01:
+        parts.append(f"db {c['db_cores']:.2f}")
+    parts.append(f"wrk {c['wrk_cores']:.2f}")
+    parts.append(f"other {c['other_cores']:.2f}")
+    if c.get("steal_cores", 0) >= 0.01:
+        parts.append(f"steal {c['steal_cores']:.2f}")
+    return " / ".join(parts)
+
+
+def cpu_us(r):
+    """CPU time the server (plus PostgreSQL) spent per request, µs: unlike
+    req/s, hardly moved by other processes competing for the cores."""
+    c = r.get("cpu") or {}
+    if not c or not r["requests"]:
+        return None
+    return (c["server_cores"] + c.get("db_cores", 0)) * c["wall_s"] * 1e6 / r["requests"]
+
+
+def cpu_per_request(r):
+    us = cpu_us(r)
+    return f"{us:.1f} µs" if us is not None else ""
+
+
+def checked(r):
+    """'0' or the error counts; a load with errors is not a result."""
+    if r["errors"] == 0:
+        return "0"
+    return (
+        f"**{r['non200']} non-200, {r['bad_body']} bad body, {r['socket_errors']} socket**"
+        f" (first: `{r['first_bad'][:60]}`)"
+    )
+
+
+lines = []
+add = lines.append
+warnings = []
+
+add("# Benchmark results")
+add("")
+add("Produced by `make bench` (`bash benches/run.sh`); raw output of the last run is in")
+add("`$CARGO_TARGET_DIR/bench-results/`. Every number below comes from the same run.")
+add("")
+add(f"- Machine: {machine.get('nproc')} cores, {machine.get('cpu')}, {machine.get('mem')} RAM, "
+    f"Linux {machine.get('kernel')}")
+if machine.get("busy_before"):
+    add(f"- Other processes were using {machine['busy_before']} cores just before the run "
+        "(a shared machine's neighbours); see the `other` CPU column per load.")
+add(f"- Date: {machine.get('date')}; commit {machine.get('commit')}; rustc {machine.get('rustc')}")
+add(f"- Load: wrk {machine.get('wrk')}, {machine.get('threads')} threads, "
+    f"{machine.get('connections')} connections, {machine.get('duration')} s measured after a "
+    f"{machine.get('warmup')} s warm-up, 127.0.0.1, HTTP/1.1 keep-alive. **wrk runs on the same "
+    f"{machine.get('nproc')} cores as the server**: every rate is lower than a separate load "
+    "machine would show, and both sides of each ratio carry the same handicap.")
+add(f"- nginx {machine.get('nginx')} (2 workers, access_log off, sendfile on, keep-alive not cut "
+    "by request count); PostgreSQL "
+    f"{machine.get('postgres', 'n/a (not started)')}; SQLite in WAL mode with synchronous=NORMAL "
+    "(asapd's setting: no fsync per commit).")
+add("- Every response is checked (status exactly 200, body contains the expected text) by "
+    "`benches/wrk/checked.lua`; a row with errors is marked and its ratio is not computed.")
+add("- CPU column: average cores used during the measured run by the server (`srv`), PostgreSQL "
+    "(`db`), wrk, and everything else on the machine (`other`, e.g. a neighbour's build). "
+    "Server CPU per request (server + PostgreSQL CPU time / requests) is the number least moved "
+    "by such neighbours; req/s is not.")
+add("")
+
+# --- signing -------------------------------------------------------------------
+add("## 1. Signing in process, one thread (`benches/sign.rs`)")
+add("")
+add("| | ES256 | RS256 (2048) |")
+add("|---|---:|---:|")
+for key, label in [
+    ("jwt_cached", "jsonwebtoken `encode`, `EncodingKey` built once (**sign_rate**)"),
+    ("jwt_parse_per_call", "jsonwebtoken `encode`, `EncodingKey::from_*_der` per call"),
+    ("awslc_cached", "aws-lc-rs key pair parsed once, JWS assembled by hand"),
+]:
+    cells = []
+    for alg in ("ES256", "RS256"):
+        wall, cpu = sign.get(f"{alg}_{key}"), sign.get(f"{alg}_{key}_per_cpu_s")
+        cells.append(f"{fmt_rate(wall)}/s" + (f" ({fmt_rate(cpu)} per CPU-s)" if cpu else ""))
+    add(f"| {label} | {cells[0]} | {cells[1]} |")
+add("")
+add("Rates per wall-clock second; in parentheses per second of the thread's own CPU time "
+    "(what an uncontended core does; the two differ when neighbours take the core).")
+add("")
+
+# --- HTTP ------------------------------------------------------------------------
+add("## 2. The release server under load (`asapd serve`, plain HTTP unless marked)")
+add("")
+add("| load | req/s | p50 | p99 | errors | server CPU per request | CPU (cores) | ratio | target |")
+add("|---|---:|---:|---:|---|---:|---|---:|---|")
+
+
+def row(label, r, ratio="", target=""):
+    if r is None:
+        add(f"| {label} | n/a | | | | | | {ratio} | {target} |")
+        return
+    add(f"| {label} | {fmt_rate(r['rps'])} | {fmt_ms(r['p50_us'])} | {fmt_ms(r['p99_us'])} | "
+        f"{checked(r)} | {cpu_per_request(r)} | {cpu_cell(r)} | {ratio} | {target} |")
+    if r["errors"]:
+        warnings.append(f"{label}: {r['errors']} errors")
+    if (r.get("cpu") or {}).get("other_cores", 0) > 0.15:
+        warnings.append(f"{label}: other processes used {r['cpu']['other_cores']:.2f} cores during the run")
+
+
+def ratio(a, b, target):
+    if a is None or b is None:
+        return "n/a", False
+    if a["errors"] or b["errors"]:
+        return "invalid (errors)", False
+    x = a["rps"] / b["rps"]
+    text = f"**{x:.2f}**"
+    ca, cb = cpu_us(a), cpu_us(b)
+    if ca and cb:
+        # The same comparison by CPU per request, which neighbours disturb less.
+        text += f" (by CPU/request: {cb / ca:.2f})"
+    return text, x >= target
+
+
+health = {db: wrk(f"healthz-{db}") for db in ("sqlite", "postgres")}
+row("`GET /healthz` (SQLite server)", health["sqlite"])
+if health["postgres"] is not None:
+    row("`GET /healthz` (PostgreSQL server)", health["postgres"])
+
+verdicts = []
+for proto in ("http", "https"):
+    a, n = wrk(f"keys-asapd-{proto}"), wrk(f"keys-nginx-{proto}")
+    text, ok = ratio(a, n, 0.7)
+    tag = "" if proto == "http" else " over HTTPS"
+    row(f"`GET /v1/keys/{{kid}}` asapd{tag}", a, f"{text} of nginx", "≥ 0.7" if proto == "http" else "")
+    row(f"same PEM, nginx static file{tag}", n)
+    if proto == "http":
+        verdicts.append(("key fetch ≥ 0.7 of nginx", text, ok))
+
+ceilings = []
+for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    for alg, target in (("ES256", 0.5), ("RS256", 0.8)):
+        name = f"token-{db}-{alg}"
+        label = f"`POST /v1/tokens` {alg}, {db_label}, audit on"
+        tgt = f"≥ {target} of ceiling"
+        if (res / f"{name}.missing").exists():
+            add(f"| {label} | n/a (endpoint missing) | | | | | | | {tgt} |")
+            verdicts.append((f"{alg} issuance on {db_label}", "n/a (endpoint missing)", None))
+            continue
+        r, h, s = wrk(name), health[db], sign.get(f"{alg}_jwt_cached")
+        if r is None:
+            add(f"| {label} | n/a (not run) | | | | | | | {tgt} |")
+            continue
+        if h is None or not s or h["errors"]:
+            row(label, r, "n/a", tgt)
+            continue
+        ceiling = 1 / (1 / h["rps"] + 1 / s)
+        ceilings.append((alg, db_label, ceiling, h["rps"], s))
+        if r["errors"]:
+            text, ok = "invalid (errors)", False
+        else:
+            x = r["rps"] / ceiling
+            text, ok = f"**{x:.2f}** of {ceiling:,.0f}", x >= target
+        row(label, r, text, tgt)
+        verdicts.append((f"{alg} issuance on {db_label}", text, ok))
+add("")
+if ceilings:
+    add("Ceiling = 1/(1/healthz_rate + 1/sign_rate): the same server's `/healthz` rate and the "
+        "one-thread jsonwebtoken rate with the `EncodingKey` built once (table 1).")
+    add("")
+
+# --- audit -------------------------------------------------------------------------
+add("## 3. Audit commits (`benches/audit.rs`, in process, 2 tokio workers)")
+add("")
+add(f"{audit.get('secs', '?')} s per phase after a 0.5 s warm-up; every acknowledged event is "
+    "counted back from the table at the end.")
+add("")
+add("| database | 1 writer, 1 commit per event | 64 writers, 1 commit per event each | "
+    "64 writers, group commit (`Auditor`) | mean batch | commits/s | mean commit | group / single |")
+add("|---|---:|---:|---:|---:|---:|---:|---:|")
+for db, label in (("sqlite", "SQLite (WAL, synchronous=NORMAL)"), ("postgres", "PostgreSQL (fsync on)")):
+    a = audit.get(db)
+    if not a:
+        add(f"| {label} | n/a | | | | | | |")
+        continue
+    def cell(phase):
+        rate, errors = a[f"{phase}_per_s"], a[f"{phase}_errors"]
+        if errors and not rate:
+            return f"**all {errors:,} writes failed**"
+        return f"{fmt_rate(rate)}/s" + (f" (**{errors:,} failed**)" if errors else "")
+
+    errs = a["single_errors"] + a["naive_errors"] + a["group_errors"]
+    speedup = (f"**{a['group_per_s'] / a['single_per_s']:.1f}×**"
+               if a["single_per_s"] and not errs else "n/a")
+    batch = (f"{a['group_mean_batch']} | {fmt_rate(a['group_commits_per_s'])} | "
+             f"{a['group_mean_commit_ms']} ms" if not a["group_errors"] else "| |")
+    add(f"| {label} | {cell('single')} | {cell('naive')} | {cell('group')} | {batch} | {speedup} |")
+    if errs:
+        warnings.append(f"audit on {db}: {errs:,} failed writes (first error: {a.get('first_error', '?')})")
+add("")
+
+# --- RSS -----------------------------------------------------------------------------
+add("## 4. asapd memory (VmHWM = peak resident set since start, read after each load)")
+add("")
+rss_lines = (res / "rss.txt").read_text().split("\n") if (res / "rss.txt").exists() else []
+if rss_lines:
+    add("| after | peak RSS (VmHWM) | RSS now |")
+    add("|---|---:|---:|")
+    peak = 0
+    for line in rss_lines:
+        if not line.strip():
+            continue
+        label, hwm, cur = line.split()
+        peak = max(peak, int(hwm))
+        add(f"| {label} | {int(hwm) / 1024:.1f} MiB | {int(cur) / 1024:.1f} MiB |")
+    add("")
+    add(f"Peak RSS over the whole run: **{peak / 1024:.1f} MiB** (each server process counted separately).")
+    add("")
+
+# --- summary ------------------------------------------------------------------------------
+add("## Targets")
+add("")
+for what, text, ok in verdicts:
+    mark = "n/a" if ok is None else ("met" if ok else "**missed**")
+    add(f"- {what}: {text} — {mark}")
+if warnings:
+    add("")
+    add("Warnings:")
+    for w in warnings:
+        add(f"- {w}")
+add("")
+
+text = "\n".join(lines)
+print(text)
+out_path.write_text(text)
+print(f"\nwritten to {out_path}", file=sys.stderr)

@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# `make bench`: asapd's benchmarks, all in one run so every ratio compares
+# numbers taken on the same machine minutes apart.
+#
+#   1. in-process JWT signing rate, one thread           (benches/sign.rs)
+#   2. audit group commit vs one commit per event        (benches/audit.rs)
+#   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
+#      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
+#      (HTTP and HTTPS), POST /v1/tokens ES256/RS256; peak RSS after each load
+#   4. benches/report.py: the table, printed and written to benches/RESULTS.md
+#
+# Runs on a fresh Debian 12 machine as root: installs wrk, nginx, curl,
+# openssl, python3 with apt-get when missing, PostgreSQL 15 through
+# scripts/pg-test-server.sh. Everything listens on 127.0.0.1 only, every
+# load has a fixed duration, and everything started here is stopped on exit.
+#
+# Knobs (environment): BENCH_DURATION (s per measured load, default 10),
+# BENCH_WARMUP (s, default 2), BENCH_CONNECTIONS (64), BENCH_THREADS (2),
+# BENCH_POSTGRES=0 to skip PostgreSQL.
+#
+# The load generator and the server share the machine's cores: on a 2-core
+# machine wrk's two threads take CPU the server would otherwise have, so
+# absolute rates are lower than a separate client machine would show; the
+# ratios (asapd vs nginx, issuance vs ceiling) are measured under the same
+# handicap on both sides.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+WITH_PG=${BENCH_POSTGRES:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+CARGO=${CARGO:-cargo}
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+# --- tools ----------------------------------------------------------------
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
+command -v python3 >/dev/null || need+=(python3)
+if ((${#need[@]})); then
+    [[ $(id -u) -eq 0 ]] || die "missing ${need[*]}; install them (apt-get needs root)"
+    say "apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# --- build first, so no compile overlaps a measurement ----------------------
+say "cargo build --release; build the bench programs"
+$CARGO build --release --locked
+$CARGO bench --locked --no-run --bench sign --bench audit
+BIN=$CARGO_TARGET_DIR/release/asapd
+
+# --- scratch space -----------------------------------------------------------
+# Under /var/tmp, not /tmp: /tmp may be tmpfs, where an fsync costs nothing
+# and SQLite/PostgreSQL commits would look cheaper than on a disk. 0755 so
+# nginx's workers and the postgres user can reach their files.
+WORK=$(mktemp -d /var/tmp/asapd-bench.XXXXXX)
+chmod 755 "$WORK"
+RES=$WORK/results
+mkdir -p "$RES"
+PIDS=()
+PGDIR=
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n $PGDIR ]]; then scripts/pg-test-server.sh stop "$PGDIR" >/dev/null || true; fi
+    # Keep the raw results (wrk output, JSON, server logs) for inspection.
+    if [[ -d $RES ]]; then
+        rm -rf "$CARGO_TARGET_DIR/bench-results"
+        mkdir -p "$CARGO_TARGET_DIR/bench-results"
+        cp -r "$RES/." "$CARGO_TARGET_DIR/bench-results/" 2>/dev/null || true
+        cp "$WORK"/*.log "$CARGO_TARGET_DIR/bench-results/" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A port the kernel just handed out is free.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# json FIELD: one field of the JSON object on stdin.
+json() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# Machine facts for the report.
+{
+    echo "nproc=$(nproc)"
+    echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    # The results file itself does not count as a change to what was measured.
+    [[ -z $(git status --porcelain --untracked-files=no -- . ':!benches/RESULTS.md' 2>/dev/null) ]] \
+        || commit="$commit (uncommitted changes)"
+    echo "commit=$commit"
+    echo "kernel=$(uname -r)"
+    echo "mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "wrk=$(wrk -v 2>&1 | head -n1 | awk '{print $2}')"
+    echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+    echo "rustc=$(rustc --version | awk '{print $2}')"
+    echo "duration=$DURATION"
+    echo "warmup=$WARMUP"
+    echo "connections=$CONNS"
+    echo "threads=$THREADS"
+} >"$RES/machine.txt"
+
+# How busy the machine is before we add anything: a neighbour's build makes
+# every rate below lower, so say so up front (and per load, see load()).
+read -r b0 _ < <(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
+sleep 1
+read -r b1 _ < <(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)
+busy=$(awk -v d="$((b1 - b0))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", d / hz}')
+echo "busy_before=$busy" >>"$RES/machine.txt"
+if awk -v b="$busy" 'BEGIN {exit !(b > 0.2)}'; then
+    echo "bench: warning: other processes use $busy cores right now; rates will be lower than on a quiet machine" >&2
+fi
+
+# --- 1. signing, one thread ---------------------------------------------------
+say "signing rate in process, one thread (benches/sign.rs)"
+$CARGO bench --locked --bench sign -- --secs 2 >"$RES/sign.json"
+cat "$RES/sign.json" >&2
+
+# --- PostgreSQL ------------------------------------------------------------------
+PG_URL_BASE=
+if [[ $WITH_PG == 1 ]]; then
+    say "start a throwaway PostgreSQL 15 (fsync on)"
+    PGPORT=$(free_port)
+    PGDIR=$WORK/pg
+    if PG_TEST_FSYNC=on scripts/pg-test-server.sh start "$PGDIR" "$PGPORT" >&2; then
+        PG_URL_BASE=postgres://postgres@127.0.0.1:$PGPORT
+        PG_PID=$(head -n1 "$PGDIR/data/postmaster.pid")
+        for db in audit_bench asapd_bench; do
+            /usr/lib/postgresql/15/bin/psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres \
+                -c "CREATE DATABASE $db" postgres
+        done
+        echo "postgres=$(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') (fsync=on, synchronous_commit=on)" >>"$RES/machine.txt"
+    else
+        echo "bench: PostgreSQL did not start; its rows will read n/a" >&2
+        PGDIR=
+    fi
+fi
+
+# --- 2. audit group commit ------------------------------------------------------
+say "audit commits: one writer vs 64 writers, group commit (benches/audit.rs)"
+mkdir -p "$WORK/audit"
+$CARGO bench --locked --bench audit -- --secs 3 --writers 64 --sqlite-dir "$WORK/audit" \
+    ${PG_URL_BASE:+--postgres "$PG_URL_BASE/audit_bench"} >"$RES/audit.json"
+cat "$RES/audit.json" >&2
+
+# --- 3. the server under load ------------------------------------------------------
+ASAPD_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+export ASAPD_MASTER_KEY
+# No per-request log lines exist at the default level; keep the default.
+
+SERVER_PID=
+SERVER_URL=
+
+# start_asapd NAME URL-SCHEME ARGS...: serve in the background, wait for /healthz.
+start_asapd() {
+    local name=$1 scheme=$2 port
+    shift 2
+    port=$(free_port)
+    "$BIN" serve --listen "127.0.0.1:$port" "$@" >"$WORK/asapd-$name.log" 2>&1 &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    SERVER_URL=$scheme://127.0.0.1:$port
+    for _ in $(seq 100); do
+        curl -ksf "$SERVER_URL/healthz" >/dev/null && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/asapd-$name.log" >&2; die "asapd ($name) exited"; }
+        sleep 0.1
+    done
+    die "asapd ($name) did not answer /healthz within 10 s"
+}
+
+stop_asapd() {
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# rss LABEL: the server's peak (VmHWM) and current (VmRSS) resident set, kB.
+rss() {
+    local hwm cur
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+    cur=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+    echo "$1 $hwm $cur" >>"$RES/rss.txt"
+}
+
+# --- CPU accounting ----------------------------------------------------------------
+# The machine may be shared (other builds, other services): for each load we
+# record how much CPU went to the server under test, to PostgreSQL, to wrk
+# and to everything else, so a run disturbed by a neighbour shows it.
+HZ=$(getconf CLK_TCK)
+NGINX_PID=
+PG_PID=
+
+# machine_ticks: busy and steal ticks of the whole machine since boot.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
+
+# tree PID: PID and its direct children (nginx workers, postgres backends).
+tree() {
+    [[ -n $1 ]] || return 0
+    echo "$1"
+    awk -v p="$1" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null || true
+}
+
+# ticks PID...: user + system ticks of these processes (all their threads).
+ticks() {
+    local t=0 p
+    for p in "$@"; do
+        [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+# load NAME TARGET URL [VAR=value ...]: a warm-up, then the measured wrk run
+# with benches/wrk/checked.lua checking every response. TARGET (asapd or
+# nginx) is the server whose CPU is counted; VARs go to the Lua script.
+load() {
+    local name=$1 target=$2 url=$3 srv m0 m1 s0 s1 d0 d1 wall0 wall1
+    shift 3
+    say "wrk $name: $url (${DURATION}s, $CONNS connections, $THREADS threads)"
+    env "$@" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s benches/wrk/checked.lua "$url" >/dev/null
+    case $target in
+        asapd) srv=$SERVER_PID ;;
+        nginx) srv=$(tree "$NGINX_PID") ;;
+    esac
+    m0=$(machine_ticks) s0=$(ticks $srv) d0=$(ticks $(tree "$PG_PID")) wall0=$(date +%s.%N)
+    local TIMEFORMAT='%U %S'
+    { time env "$@" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+        -s benches/wrk/checked.lua "$url" >"$RES/$name.wrk"; } 2>"$RES/$name.time"
+    m1=$(machine_ticks) s1=$(ticks $srv) d1=$(ticks $(tree "$PG_PID")) wall1=$(date +%s.%N)
+    grep '^WRK_RESULT ' "$RES/$name.wrk" | sed 's/^WRK_RESULT //' >"$RES/$name.json"
+    # Cores used on average during the measured run, per consumer.
+    awk -v hz="$HZ" -v m0="$m0" -v m1="$m1" -v s="$((s1 - s0))" -v d="$((d1 - d0))" \
+        -v w0="$wall0" -v w1="$wall1" -v wrk="$(tail -n1 "$RES/$name.time")" '
+        BEGIN {
+            split(m0, a, " "); split(m1, b, " "); split(wrk, c, " ")
+            wall = w1 - w0
+            busy = (b[1] - a[1]) / hz; steal = (b[2] - a[2]) / hz
+            server = s / hz; db = d / hz; load = c[1] + c[2]
+            other = busy - server - db - load; if (other < 0) other = 0
+            printf "{\"wall_s\":%.2f,\"server_cores\":%.2f,\"db_cores\":%.2f,\"wrk_cores\":%.2f,\"other_cores\":%.2f,\"steal_cores\":%.2f}\n",
+                wall, server / wall, db / wall, load / wall, other / wall, steal / wall
+        }' >"$RES/$name.cpu"
+    cat "$RES/$name.json" "$RES/$name.cpu" >&2
+}
+
+# admin METHOD PATH BODY: an admin API call that must succeed; prints the body.
+admin() {
+    local out code
+    out=$(mktemp "$WORK/admin.XXXXXX")
+    code=$(curl -ks -o "$out" -w '%{http_code}' -X "$1" -u "admin:$ADMIN_SECRET" \
+        -H 'content-type: application/json' "$SERVER_URL$2" -d "$3")
+    [[ $code == 2* ]] || { cat "$out" >&2; die "$1 $2 answered $code"; }
+    cat "$out"
+}
+
+# setup_callers: a group granting svc-b, one caller per algorithm. The rate
+# limit is set to its maximum: this measures issuing, not the limiter.
+setup_callers() {
+    admin POST /v1/admin/groups '{"name": "bench", "audiences": ["svc-b"], "max_lifetime": 600}' >/dev/null
+    local alg created
+    for alg in ES256 RS256; do
+        created=$(admin POST /v1/admin/callers "{\"name\": \"bench-${alg,,}\", \"groups\": [\"bench\"],
+            \"algorithm\": \"$alg\", \"rate_limit\": {\"per_second\": 1000000, \"burst\": 1000000}}")
+        printf -v "SECRET_$alg" '%s' "$(json client_secret <<<"$created")"
+        printf -v "KID_$alg" '%s' "$(json kid <<<"$created")"
+        local s=SECRET_$alg k=KID_$alg
+        [[ -n ${!s} && -n ${!k} ]] || die "creating caller bench-${alg,,} gave no secret or kid: $created"
+    done
+}
+
+# tokens DB: POST /v1/tokens for each algorithm, unless the endpoint is missing.
+tokens() {
+    local db=$1 alg secret auth code body
+    for alg in ES256 RS256; do
+        secret=SECRET_$alg
+        auth="Basic $(printf '%s' "bench-${alg,,}:${!secret}" | base64 -w0)"
+        body=$(mktemp "$WORK/probe.XXXXXX")
+        code=$(curl -ks -o "$body" -w '%{http_code}' -X POST -H "Authorization: $auth" \
+            -H 'content-type: application/json' -d '{"audience": "svc-b"}' "$SERVER_URL/v1/tokens")
+        if [[ $code == 404 ]]; then
+            echo "POST /v1/tokens answered 404: endpoint missing in this build" >&2
+            echo missing >"$RES/token-$db-$alg.missing"
+            continue
+        fi
+        [[ $code == 200 ]] || echo "bench: warning: probe POST /v1/tokens answered $code: $(head -c 300 "$body")" >&2
+        load "token-$db-$alg" asapd "$SERVER_URL/v1/tokens" BENCH_METHOD=POST \
+            BENCH_BODY='{"audience": "svc-b"}' BENCH_AUTH="$auth" BENCH_EXPECT='"token":"ey'
+        rss "token-$db-$alg"
+    done
+}
+
+# init_admin ARGS...: `asapd init --json` on a fresh database.
+init_admin() {
+    ADMIN_SECRET=$("$BIN" init --json "$@" 2>"$WORK/init.log" | json client_secret)
+}
+
+# --- nginx: the same PEM as a static file, same URL path ---------------------------
+# A minimal config: 2 workers (one per core, like asapd's default), no
+# access log, keep-alive not cut after N requests (asapd never cuts it), the
+# same self-signed P-256 certificate as asapd for the HTTPS pair.
+NGX=$WORK/nginx
+mkdir -p "$NGX/root" "$NGX/tmp"
+openssl req -x509 -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$WORK/tls-key.pem" -out "$WORK/tls-cert.pem" -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null
+chmod 644 "$WORK/tls-key.pem"   # scratch key for 127.0.0.1; nginx workers read nothing else
+NGX_HTTP=$(free_port)
+NGX_HTTPS=$(free_port)
+cat >"$NGX/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $NGX/nginx.pid;
+error_log $NGX/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/x-pem-file;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 10000000;
+    client_body_temp_path $NGX/tmp/body;
+    proxy_temp_path $NGX/tmp/proxy;
+    fastcgi_temp_path $NGX/tmp/fastcgi;
+    uwsgi_temp_path $NGX/tmp/uwsgi;
+    scgi_temp_path $NGX/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGX_HTTP;
+        root $NGX/root;
+    }
+    server {
+        listen 127.0.0.1:$NGX_HTTPS ssl;
+        ssl_certificate $WORK/tls-cert.pem;
+        ssl_certificate_key $WORK/tls-key.pem;
+        root $NGX/root;
+    }
+}
+EOF
+
+# --- 3a. SQLite server, plain HTTP ----------------------------------------------
+say "asapd serve, SQLite, plain HTTP"
+DATA=$WORK/data-sqlite
+init_admin --data-dir "$DATA"
+start_asapd sqlite http --data-dir "$DATA"
+setup_callers
+rss start-sqlite
+
+# The PEM nginx serves is the one asapd serves, at the same path.
+KID=$KID_ES256
+mkdir -p "$NGX/root/v1/keys/$(dirname "$KID")"
+curl -sf "$SERVER_URL/v1/keys/$KID" >"$NGX/root/v1/keys/$KID"
+chmod -R a+rX "$NGX"
+"$NGINX" -p "$NGX" -c "$NGX/nginx.conf" -e "$NGX/error.log" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID" >/dev/null && break; sleep 0.1; done
+cmp -s <(curl -s "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID") <(curl -s "$SERVER_URL/v1/keys/$KID") \
+    || die "nginx does not serve the same PEM as asapd"
+
+PEM_EXPECT='-----BEGIN PUBLIC KEY-----'
+load healthz-sqlite asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
+rss healthz-sqlite
+load keys-asapd-http asapd "$SERVER_URL/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
+rss keys-http
+load keys-nginx-http nginx "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
+tokens sqlite
+stop_asapd
+
+# --- 3b. the same database over HTTPS (key endpoint only) --------------------------
+say "asapd serve, SQLite, HTTPS (rustls)"
+start_asapd sqlite-https https --data-dir "$DATA" --tls-cert "$WORK/tls-cert.pem" --tls-key "$WORK/tls-key.pem"
+load keys-asapd-https asapd "$SERVER_URL/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
+rss keys-https
+load keys-nginx-https nginx "https://127.0.0.1:$NGX_HTTPS/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
+stop_asapd
+
+# --- 3c. PostgreSQL server, plain HTTP ----------------------------------------------
+if [[ -n $PG_URL_BASE ]]; then
+    say "asapd serve, PostgreSQL, plain HTTP"
+    PG_URL=$PG_URL_BASE/asapd_bench
+    init_admin --data-dir "$WORK/data-pg" --database-url "$PG_URL"
+    start_asapd postgres http --data-dir "$WORK/data-pg" --database-url "$PG_URL"
+    setup_callers
+    rss start-postgres
+    load healthz-postgres asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
+    rss healthz-postgres
+    tokens postgres
+    stop_asapd
+fi
+
+# --- 4. the table ---------------------------------------------------------------------
+say "report"
+python3 benches/report.py "$RES" benches/RESULTS.md

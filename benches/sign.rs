@@ -1,0 +1,224 @@
+//! In-process JWT signing rate on one core (`make bench` runs this).
+//!
+//! One thread, one key per algorithm, a fixed time per variant; prints one
+//! JSON object on stdout. Variants, for ES256 and RS256:
+//!
+//! - `jwt_cached`: `jsonwebtoken::encode` with an `EncodingKey` built once
+//!   (what asapd's `KeyPair::encoding_key` holds).
+//! - `jwt_parse_per_call`: the `EncodingKey` rebuilt from DER inside the loop.
+//! - `awslc_cached`: the key parsed once into an aws-lc-rs key pair and kept;
+//!   the compact JWS is assembled by hand (same header and claims). This is
+//!   the "parsed key pair kept in memory" of DESIGN §8.
+//!
+//! The first two are expected to be close: jsonwebtoken 11's aws_lc_rs
+//! backend re-parses the private key inside every `encode` (EcdsaKeyPair::
+//! from_pkcs8 in its signer factory, RsaKeyPair::from_der in its RSA signer);
+//! an `EncodingKey` is only the DER bytes. The third shows what a truly
+//! cached key pair costs. Every variant's last token is verified, so a
+//! variant that signs garbage fails the bench instead of reporting a rate.
+//!
+//! Usage: cargo bench --bench sign [-- --secs 2]
+
+use std::time::{Duration, Instant};
+
+use asapd::crypto::KeyPair;
+use asapd::domain::algorithm::Algorithm;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The claims asapd puts in a token (DESIGN §4 step 7).
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    jti: String,
+    iat: u64,
+    exp: u64,
+}
+
+fn claims(n: u64) -> Claims {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    Claims {
+        iss: "bench-caller".into(),
+        sub: "bench-caller".into(),
+        aud: "svc-b".into(),
+        // 128 bits written as hex, like a random jti; a counter keeps the
+        // RNG out of the signing measurement.
+        jti: format!("{n:032x}"),
+        iat: now,
+        exp: now + 60,
+    }
+}
+
+/// CPU time this thread has used, in seconds (Linux; 10 ms resolution),
+/// or `None` elsewhere.
+fn thread_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (USER_HZ = 100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// What one variant measured.
+struct Rate {
+    /// Calls per wall-clock second.
+    wall: f64,
+    /// Calls per second of this thread's CPU time: what an uncontended core
+    /// does, whatever else the machine was running meanwhile.
+    cpu: Option<f64>,
+    last: String,
+}
+
+/// Calls `f` for `secs` (after a short warm-up) and returns its rates and
+/// the last token produced.
+fn rate(secs: f64, mut f: impl FnMut(u64) -> String) -> Rate {
+    let warm = Instant::now();
+    let mut n = 0u64;
+    while warm.elapsed() < Duration::from_millis(300) {
+        f(n);
+        n += 1;
+    }
+    let budget = Duration::from_secs_f64(secs);
+    let cpu0 = thread_cpu_secs();
+    let start = Instant::now();
+    let mut count = 0u64;
+    let mut last = String::new();
+    while start.elapsed() < budget {
+        last = f(n + count);
+        count += 1;
+    }
+    let wall = count as f64 / start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, thread_cpu_secs()) {
+        (Some(a), Some(b)) if b > a => Some(count as f64 / (b - a)),
+        _ => None,
+    };
+    Rate { wall, cpu, last }
+}
+
+fn record(out: &mut serde_json::Map<String, serde_json::Value>, key: String, r: &Rate) {
+    out.insert(key.clone(), json!(r.wall.round()));
+    out.insert(format!("{key}_per_cpu_s"), json!(r.cpu.map(f64::round)));
+}
+
+fn verify(token: &str, alg: jsonwebtoken::Algorithm, pem: &str, variant: &str) {
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES256 => DecodingKey::from_ec_pem(pem.as_bytes()),
+        _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
+    }
+    .expect("public PEM parses");
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&["svc-b"]);
+    if let Err(e) = jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+        panic!("{variant}: the token it produced does not verify: {e}");
+    }
+}
+
+/// Signs a JWS signing input with a key pair parsed once.
+type Signer = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+fn b64_json<T: Serialize>(v: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+fn main() {
+    // `cargo bench` appends `--bench`; accept it and `--secs N`.
+    let args: Vec<String> = std::env::args().collect();
+    let secs = args
+        .iter()
+        .position(|a| a == "--secs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(2.0);
+
+    let mut out = serde_json::Map::new();
+    out.insert("secs_per_variant".into(), json!(secs));
+    out.insert("threads".into(), json!(1));
+
+    for algorithm in [Algorithm::ES256, Algorithm::RS256] {
+        let pair = KeyPair::generate(algorithm).expect("key generation");
+        let name = algorithm.as_str();
+        let jwt_alg: jsonwebtoken::Algorithm = name.parse().unwrap();
+        let mut header = Header::new(jwt_alg);
+        header.kid = Some(format!("bench-caller/{}-key", name.to_lowercase()));
+        header.typ = Some("JWT".into());
+        let pem = pair.public.pem.clone();
+        let pkcs8 = pair.pkcs8_der().to_vec();
+        // What each jsonwebtoken constructor wants: PKCS#8 for EC, PKCS#1 for RSA.
+        let jwt_der = match algorithm {
+            Algorithm::ES256 => pkcs8.clone(),
+            _ => rsa::RsaPrivateKey::from_pkcs8_der(&pkcs8)
+                .unwrap()
+                .to_pkcs1_der()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        };
+        let build_key = |der: &[u8]| match algorithm {
+            Algorithm::ES256 => EncodingKey::from_ec_der(der),
+            _ => EncodingKey::from_rsa_der(der),
+        };
+
+        // 1. jsonwebtoken, EncodingKey built once.
+        let cached = build_key(&jwt_der);
+        let r = rate(secs, |n| {
+            jsonwebtoken::encode(&header, &claims(n), &cached).unwrap()
+        });
+        verify(&r.last, jwt_alg, &pem, "jwt_cached");
+        record(&mut out, format!("{name}_jwt_cached"), &r);
+
+        // 2. jsonwebtoken, EncodingKey built from DER on every call.
+        let r = rate(secs, |n| {
+            jsonwebtoken::encode(&header, &claims(n), &build_key(&jwt_der)).unwrap()
+        });
+        verify(&r.last, jwt_alg, &pem, "jwt_parse_per_call");
+        record(&mut out, format!("{name}_jwt_parse_per_call"), &r);
+
+        // 3. aws-lc-rs key pair parsed once and kept; same JWS by hand.
+        let rng = SystemRandom::new();
+        let encoded_header = b64_json(&header);
+        let signer: Signer = match algorithm {
+            Algorithm::ES256 => {
+                let kp =
+                    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).unwrap();
+                Box::new(move |msg| kp.sign(&rng, msg).unwrap().as_ref().to_vec())
+            }
+            _ => {
+                let kp = RsaKeyPair::from_der(&jwt_der).unwrap();
+                Box::new(move |msg| {
+                    let mut sig = vec![0; kp.public_modulus_len()];
+                    kp.sign(&RSA_PKCS1_SHA256, &rng, msg, &mut sig).unwrap();
+                    sig
+                })
+            }
+        };
+        let r = rate(secs, |n| {
+            let mut msg = encoded_header.clone();
+            msg.push('.');
+            msg.push_str(&b64_json(&claims(n)));
+            let sig = signer(msg.as_bytes());
+            msg.push('.');
+            msg.push_str(&URL_SAFE_NO_PAD.encode(sig));
+            msg
+        });
+        verify(&r.last, jwt_alg, &pem, "awslc_cached");
+        record(&mut out, format!("{name}_awslc_cached"), &r);
+        eprintln!("sign: {name} done");
+    }
+    println!("{}", serde_json::Value::Object(out));
+}
