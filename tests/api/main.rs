@@ -18,5 +18,6 @@ mod restart;
 mod rotation;
 mod secrets;
 mod secrets_at_rest;
+mod shutdown;
 mod token_support;
 mod tokens;
