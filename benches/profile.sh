@@ -20,7 +20,7 @@ command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-per
 
 W=$(mktemp -d /var/tmp/asapd-profile.XXXXXX)
 PID=
-trap '[[ -n $PID ]] && kill -TERM $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+trap '[[ -n $PID ]] && kill -TERM $PID 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"' EXIT
 export ASAPD_MASTER_KEY
 ASAPD_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
