@@ -16,7 +16,7 @@ use anyhow::Context;
 use jsonwebtoken::DecodingKey;
 use serde_json::json;
 
-use crate::crypto::{KeyPair, MasterKey, PublicKey};
+use crate::crypto::{JwsSigner, KeyPair, MasterKey, PublicKey};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
 use crate::store::{keys, keys::KeyRow, Store};
@@ -35,17 +35,11 @@ pub struct PublishedKey {
     pub verifier: DecodingKey,
 }
 
-/// A caller's active key, parsed and ready to sign.
-pub struct Signer {
-    pub kid: String,
-    pub key: KeyPair,
-}
-
 #[derive(Default)]
 pub struct Snapshot {
     pub published: HashMap<String, Arc<PublishedKey>>,
-    /// Active signer per caller name.
-    pub signers: HashMap<String, Arc<Signer>>,
+    /// Each caller's active key, parsed and ready to sign, by caller name.
+    pub signers: HashMap<String, Arc<JwsSigner>>,
     /// `{"keys": [...]}`, serialised once per reload.
     pub jwks: Bytes,
 }
@@ -161,7 +155,7 @@ pub fn open_signer(
     row: &KeyRow,
     algorithm: Algorithm,
     master_key: &MasterKey,
-) -> anyhow::Result<Signer> {
+) -> anyhow::Result<JwsSigner> {
     let der = master_key
         .open(&row.private_enc, row.kid.as_bytes())
         .with_context(|| {
@@ -172,8 +166,5 @@ pub fn open_signer(
         })?;
     let key = KeyPair::from_pkcs8_der(algorithm, &der)
         .with_context(|| format!("private key of {} does not parse", row.kid))?;
-    Ok(Signer {
-        kid: row.kid.clone(),
-        key,
-    })
+    Ok(JwsSigner::new(row.kid.clone(), key))
 }

@@ -2,10 +2,12 @@
 //! secrets and the dev TLS certificate. Private keys exist in the clear only
 //! inside this module's types, which never print them.
 
+pub mod jws;
 pub mod keypair;
 pub mod master_key;
 pub mod secret;
 pub mod tls;
 
+pub use jws::JwsSigner;
 pub use keypair::{KeyPair, PublicKey};
 pub use master_key::MasterKey;

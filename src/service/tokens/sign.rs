@@ -8,20 +8,16 @@ use rand::RngCore;
 use serde_json::Value;
 
 use super::IssueError;
+use crate::crypto::JwsSigner;
 use crate::domain::algorithm::KeyType;
 use crate::error::ApiError;
-use crate::keyring::Signer;
 
 /// Signs with the cached, parsed key pair (DESIGN §8). RSA signatures take
 /// long enough to stall an async worker, so they run on the blocking pool;
 /// ECDSA is cheaper than the hop.
-pub(super) async fn sign(signer: Arc<Signer>, payload: Value) -> Result<String, IssueError> {
+pub(super) async fn sign(signer: Arc<JwsSigner>, payload: Value) -> Result<String, IssueError> {
     let algorithm = signer.key.algorithm;
-    let run = move || {
-        let mut header = jsonwebtoken::Header::new(signer.key.algorithm.to_jwt());
-        header.kid = Some(signer.kid.clone());
-        jsonwebtoken::encode(&header, &payload, &signer.key.encoding_key)
-    };
+    let run = move || signer.sign(&payload);
     let signed = match algorithm.key_type() {
         KeyType::Rsa { .. } => tokio::task::spawn_blocking(run)
             .await
