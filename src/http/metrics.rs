@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpMessage, HttpResponse};
 
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -29,6 +29,11 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
+/// The route label of a handler that actix routes by prefix (a scope's
+/// default service), where `match_pattern` would only name the prefix.
+#[derive(Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -38,8 +43,13 @@ pub async fn middleware(
     let method = method_label(req.method());
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let route = res.request().match_pattern();
-        let route = route.as_deref().unwrap_or(UNMATCHED);
+        let labelled = res.request().extensions().get::<RouteLabel>().copied();
+        let pattern = labelled.is_none().then(|| res.request().match_pattern());
+        let route = match (labelled, &pattern) {
+            (Some(RouteLabel(label)), _) => label,
+            (None, Some(Some(pattern))) => pattern.as_str(),
+            _ => UNMATCHED,
+        };
         let status = res.status().as_u16().to_string();
         let m = &state.metrics;
         m.http_requests

@@ -26,7 +26,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(metrics::metrics)
         .service(openapi::openapi_json)
         .service(keys::jwks)
-        .service(keys::public_key)
+        .service(keys::KeyRepository)
         .service(tokens::issue_token)
         .service(oauth2::oauth2_token)
         .service(admin::callers::create_caller)

@@ -28,6 +28,28 @@ async fn unknown_and_malformed_kids_are_404_problems() {
             .unwrap();
         assert_problem(res, StatusCode::NOT_FOUND).await;
     }
+    let res = app.request(Method::GET, "/v1/keys").send().await.unwrap();
+    assert_problem(res, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn the_key_repository_serves_pem_and_only_answers_get() {
+    let app = spawn_app().await;
+    let caller = app.create_caller(json!({"name": "svc-a"})).await;
+    let kid = caller["kid"].as_str().unwrap();
+    let path = format!("/v1/keys/{kid}");
+    let res = app.request(Method::GET, &path).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/x-pem-file");
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    for method in [Method::POST, Method::PUT, Method::DELETE] {
+        let res = app.request(method, &path).send().await.unwrap();
+        assert_problem(res, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
 }
 
 #[tokio::test]
@@ -90,6 +112,9 @@ async fn request_ids_are_echoed_or_made() {
         .send()
         .await
         .unwrap();
-    let made = res.headers()["x-request-id"].to_str().unwrap();
-    assert!(made.len() >= 16 && made != "bad id with spaces");
+    let made = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.len(), 24, "{made}");
+    assert!(made.bytes().all(|b| b.is_ascii_hexdigit()), "{made}");
+    let again = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), made);
 }
