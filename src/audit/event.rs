@@ -150,3 +150,11 @@ impl AuditEvent {
         self
     }
 }
+
+/// Caps untrusted text put into audit records.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}

@@ -9,6 +9,8 @@ use base64::Engine;
 use futures_util::future::LocalBoxFuture;
 
 use crate::error::{ApiError, ApiResult};
+use crate::http::context::RequestMeta;
+use crate::ratelimit::retry_after_secs;
 use crate::service::auth::{self, invalid_credentials, Principal};
 use crate::service::bearer;
 use crate::state::AppState;
@@ -83,16 +85,36 @@ impl FromRequest for AdminCaller {
         let state = req.app_data::<Data<AppState>>().cloned();
         let credentials = admin_credentials(req);
         let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+        let origin = RequestMeta::of(req).origin("anonymous");
+        let endpoint = req.match_pattern().unwrap_or_else(|| "/v1/admin".into());
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let principal = match credentials? {
-                AdminCredentials::Basic(name, secret) => auth::authenticate(&state, &name, &secret)
-                    .await
-                    .map_err(|e| match e {
-                        ApiError::Unauthorized(m) => ApiError::AdminUnauthorized(m),
-                        other => other,
-                    })?,
-                AdminCredentials::Bearer(token) => bearer::authenticate(&state, &token).await?,
+            let credentials = credentials?;
+            if let Some(wait) = auth::blocked(&state, &origin) {
+                return Err(ApiError::TooManyRequests {
+                    detail: "too many failed authentications from this address".into(),
+                    retry_after_secs: retry_after_secs(wait),
+                });
+            }
+            let (checked, presented_name, reason) = match credentials {
+                AdminCredentials::Basic(name, secret) => {
+                    let checked = auth::authenticate(&state, &name, &secret).await;
+                    (checked, Some(name), "invalid_credentials")
+                }
+                AdminCredentials::Bearer(token) => (
+                    bearer::authenticate(&state, &token).await,
+                    None,
+                    "invalid_token",
+                ),
+            };
+            let principal = match checked {
+                Ok(principal) => principal,
+                Err(ApiError::Unauthorized(m) | ApiError::AdminUnauthorized(m)) => {
+                    let name = presented_name.as_deref();
+                    auth::failed(&state, &origin, &endpoint, name, reason).await;
+                    return Err(ApiError::AdminUnauthorized(m));
+                }
+                Err(other) => return Err(other),
             };
             let name = &principal.name;
             if principal.is_admin() || (read_only && principal.is_auditor()) {

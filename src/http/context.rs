@@ -63,11 +63,8 @@ pub fn client_ip(req: &HttpRequest, trusted: &[Cidr], header: &str) -> Option<Ip
     Some(client)
 }
 
-impl FromRequest for RequestMeta {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+impl RequestMeta {
+    pub fn of(req: &HttpRequest) -> Self {
         let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
         let client_ip = match req.app_data::<Data<AppState>>() {
             Some(state) => client_ip(
@@ -77,10 +74,19 @@ impl FromRequest for RequestMeta {
             ),
             None => req.peer_addr().map(|a| a.ip()),
         };
-        ready(Ok(RequestMeta {
+        RequestMeta {
             request_id,
             client_ip,
-        }))
+        }
+    }
+}
+
+impl FromRequest for RequestMeta {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(RequestMeta::of(req)))
     }
 }
 

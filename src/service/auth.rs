@@ -1,5 +1,12 @@
 //! Authenticating callers by name and secret.
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::audit::event::truncate;
+use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
 use crate::domain::names::GroupName;
 use crate::error::{ApiError, ApiResult};
@@ -83,4 +90,59 @@ pub async fn check_secret(
 
 pub fn invalid_credentials() -> ApiError {
     ApiError::Unauthorized("invalid client credentials".into())
+}
+
+/// Failed authentications are limited per source IP (DESIGN §4 step 1) on
+/// every endpoint that takes a secret or a token: requests without a known
+/// address share one bucket.
+fn limit_key(ip: Option<IpAddr>) -> IpAddr {
+    ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// How long the request's source must wait before it may authenticate
+/// again, if it is blocked. Not audited one by one, since a flood of these
+/// would flood the log: the failure that started the block was audited.
+pub fn blocked(state: &AppState, origin: &Origin) -> Option<Duration> {
+    let wait = state.limits.auth_blocked(limit_key(origin.source_ip))?;
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&["failed_auth"])
+        .inc();
+    Some(wait)
+}
+
+/// Counts a failed authentication against its source IP and audits it as
+/// `auth.failed` (the presented name as target, never the secret). Returns
+/// how long the source is now blocked, if this failure used up its
+/// allowance.
+pub async fn failed(
+    state: &AppState,
+    origin: &Origin,
+    endpoint: &str,
+    presented_name: Option<&str>,
+    reason: &str,
+) -> Option<Duration> {
+    state.metrics.auth_failures.inc();
+    let blocked = state.limits.auth_failed(limit_key(origin.source_ip));
+    let mut event = AuditEvent::new(
+        &origin.as_actor("anonymous"),
+        state.clock.now_ms(),
+        action::AUTH_FAILED,
+        Outcome::Denied,
+    )
+    .detail(json!({
+        "endpoint": endpoint,
+        "reason": reason,
+        "ip_blocked_secs": blocked.map(crate::ratelimit::retry_after_secs),
+    }));
+    if let Some(name) = presented_name {
+        event = event.target(truncate(name, 128));
+    }
+    // The refusal stands whether or not its record lands: a failed write
+    // must not turn a wrong secret into a 503 an attacker can provoke.
+    if let Err(e) = state.audit.record(event).await {
+        tracing::warn!(error = %e, "auth.failed could not be audited");
+    }
+    blocked
 }

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn missing_credentials_get_401_with_a_challenge() {
@@ -160,4 +160,75 @@ async fn disabled_admin_is_refused() {
         .await
         .unwrap();
     assert_problem(res, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn failed_admin_logins_are_audited_and_limited_per_source_ip() {
+    let app = spawn_app_with(|s| {
+        s.http.trusted_proxies = vec!["127.0.0.1".to_owned().try_into().unwrap()];
+        s.tokens.failed_auth_burst = 2;
+        s.tokens.failed_auth_per_minute = 1;
+    })
+    .await;
+    let attempt = |user: &'static str, secret: String, ip: &'static str| {
+        app.request(Method::DELETE, "/v1/admin/callers/admin")
+            .basic_auth(user, Some(secret))
+            .header("X-Forwarded-For", ip)
+            .send()
+    };
+    for user in ["admin", "nobody", "admin"] {
+        let res = attempt(user, "asapd_guess".into(), "10.0.0.1")
+            .await
+            .unwrap();
+        assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    }
+    // The allowance is used up: even the right secret waits, and the
+    // request changes nothing.
+    let res = attempt("admin", app.admin_secret.clone(), "10.0.0.1")
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS).await;
+    let res = app
+        .admin(Method::GET, "/v1/admin/callers/admin")
+        .header("X-Forwarded-For", "10.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "admin still exists");
+
+    let failed = app.audit_rows("auth.failed").await;
+    assert_eq!(failed.len(), 3);
+    let targets: Vec<_> = failed.iter().map(|r| r.target.as_deref()).collect();
+    assert!(targets.contains(&Some("nobody")) && targets.contains(&Some("admin")));
+    for row in &failed {
+        assert_eq!(row.source_ip.as_deref(), Some("10.0.0.1"));
+        assert!(
+            row.detail.contains("/v1/admin/callers/{name}"),
+            "{}",
+            row.detail
+        );
+        assert!(!row.detail.contains("asapd_guess"), "no secret in audit");
+    }
+    assert_eq!(app.metric("asapd_auth_failures_total", &[]), Some(3.0));
+}
+
+#[tokio::test]
+async fn a_rejected_bearer_token_is_audited_without_the_token() {
+    let app = spawn_app().await;
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .bearer_auth("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    let failed = app.audit_rows("auth.failed").await;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].detail.contains("invalid_token"),
+        "{}",
+        failed[0].detail
+    );
+    assert!(!failed[0].detail.contains("eyJ"), "no token in audit");
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{Endpoint, IssueError, IssuedToken, TokenRequest};
+use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
 use crate::domain::denial::{Denial, Rule};
@@ -104,13 +105,5 @@ impl Denier<'_> {
             tracing::warn!(error = %e, rule = rule.as_str(), "token.denied could not be audited");
         }
         error
-    }
-}
-
-/// Caps untrusted text put into audit records.
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
     }
 }

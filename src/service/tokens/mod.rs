@@ -7,14 +7,14 @@
 //! committed.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use self::audit::{record_issued, truncate, Denier};
+use self::audit::{record_issued, Denier};
 use self::policy::{load_policy, Policy};
 use self::sign::{new_jti, sign};
-use crate::audit::{action, AuditEvent, Origin, Outcome};
+use crate::audit::Origin;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
@@ -175,22 +175,15 @@ async fn authenticate(
     endpoint: Endpoint,
     credentials: Option<ClientCredentials>,
 ) -> Result<auth::CheckedSecret, IssueError> {
-    let ip = origin
-        .source_ip
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    if let Some(wait) = state.limits.auth_blocked(ip) {
-        // Not audited one by one: a flood of these would flood the log.
-        // The failure that started the block was audited.
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&["failed_auth"])
-            .inc();
+    if let Some(wait) = auth::blocked(state, origin) {
+        let source = origin
+            .source_ip
+            .map_or_else(|| "this address".to_owned(), |ip| ip.to_string());
         return Err(IssueError::Denied {
             denial: Denial::new(
                 Rule::AuthRateLimited,
                 format!(
-                    "too many failed authentications from {ip}; retry after {} s",
+                    "too many failed authentications from {source}; retry after {} s",
                     retry_after_secs(wait)
                 ),
             ),
@@ -206,23 +199,8 @@ async fn authenticate(
     match auth::check_secret(state, &credentials.name, &credentials.secret).await {
         Ok(checked) => Ok(checked),
         Err(ApiError::Unauthorized(message)) => {
-            state.metrics.auth_failures.inc();
-            let blocked = state.limits.auth_failed(ip);
-            let event = AuditEvent::new(
-                &origin.as_actor("anonymous"),
-                state.clock.now_ms(),
-                action::AUTH_FAILED,
-                Outcome::Denied,
-            )
-            .target(truncate(&credentials.name, 128))
-            .detail(json!({
-                "endpoint": endpoint.path(),
-                "reason": "invalid_credentials",
-                "ip_blocked_secs": blocked.map(retry_after_secs),
-            }));
-            if let Err(e) = state.audit.record(event).await {
-                tracing::warn!(error = %e, "auth.failed could not be audited");
-            }
+            let name = Some(credentials.name.as_str());
+            auth::failed(state, origin, endpoint.path(), name, "invalid_credentials").await;
             Err(IssueError::denied(Denial::new(
                 Rule::InvalidCredentials,
                 message,
