@@ -5,7 +5,9 @@
 //! verifier caches hold it before it signs anything. When the period is
 //! over, the pending key becomes active and the old one retires; a retired
 //! key stays published until every token it signed has expired (retired_at
-//! + the longest token lifetime + leeway), then expires.
+//! + the longest token lifetime + leeway + one key ring refresh interval,
+//! since another replica may sign with it until its next refresh), then
+//! expires.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -104,8 +106,11 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
             _ => {}
         }
     }
-    // Retired keys signed their last token at retirement.
-    let grace = i64::from(MAX_TOKEN_LIFETIME_SECS) + EXPIRY_LEEWAY_SECS;
+    // Retired keys signed their last token at retirement here, and at most
+    // one ring refresh later on other replicas.
+    let ring_refresh = i64::try_from(state.settings.keys.refresh_interval_secs).unwrap_or(i64::MAX);
+    let grace =
+        (i64::from(MAX_TOKEN_LIFETIME_SECS) + EXPIRY_LEEWAY_SECS).saturating_add(ring_refresh);
     for row in rows
         .iter()
         .filter(|k| k.state == KeyState::Retired.as_str())
