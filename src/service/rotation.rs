@@ -4,10 +4,10 @@
 //! is generated `pending` and published for `keys.cache_max_age_secs`, so
 //! verifier caches hold it before it signs anything. When the period is
 //! over, the pending key becomes active and the old one retires; a retired
-//! key stays published until every token it signed has expired (retired_at
-//! + the longest token lifetime + leeway + one key ring refresh interval,
-//! since another replica may sign with it until its next refresh), then
-//! expires.
+//! key stays published until every token it signed has expired, then
+//! expires: the longest token lifetime plus leeway plus one key ring refresh
+//! interval after `retired_at` (another replica may sign with it until its
+//! next refresh).
 
 use std::collections::HashMap;
 use std::str::FromStr;
