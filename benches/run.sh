@@ -143,6 +143,7 @@ openssl speed -seconds 1 ecdsap256 rsa2048 >"$RES/openssl.txt" 2>/dev/null || tr
 
 # --- PostgreSQL ------------------------------------------------------------------
 PG_URL_BASE=
+PG_PID=
 if [[ $WITH_PG == 1 ]]; then
     say "start a throwaway PostgreSQL 15 (fsync on)"
     PGPORT=$(free_port)
@@ -212,7 +213,6 @@ rss() {
 # and to everything else, so a run disturbed by a neighbour shows it.
 HZ=$(getconf CLK_TCK)
 NGINX_PID=
-PG_PID=
 
 # machine_ticks: busy and steal ticks of the whole machine since boot.
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }

@@ -22,6 +22,7 @@ use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::service::bootstrap::{self, AdminCredentials};
+use crate::service::tokens::SigningPool;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -72,6 +73,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         audit,
         metrics,
         callers: CallerCache::new(cache_ttl),
+        signing: SigningPool::new(),
     })
 }
 

@@ -10,6 +10,7 @@ use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::service::tokens::policy::Policy;
+use crate::service::tokens::SigningPool;
 use crate::store::secrets::Credentials;
 use crate::store::Store;
 
@@ -24,4 +25,6 @@ pub struct AppState {
     pub callers: CallerCache<Credentials, Policy>,
     /// Per-caller token and per-IP failed-auth limits of this replica.
     pub limits: RateLimits,
+    /// Bounds concurrent RSA signatures to the cores.
+    pub signing: SigningPool,
 }

@@ -30,6 +30,7 @@ pub mod policy;
 mod sign;
 
 pub use error::IssueError;
+pub use sign::SigningPool;
 
 /// Where the request came in; recorded in audit details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +267,7 @@ async fn decide_and_sign(
         extra: &request.claims,
     })
     .map_err(|e| IssueError::Failed(ApiError::internal(e)))?;
-    let token = sign(signer.clone(), payload).await?;
+    let token = sign(&state.signing, signer.clone(), payload).await?;
     Ok((
         IssuedToken {
             token,
