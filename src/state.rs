@@ -25,6 +25,6 @@ pub struct AppState {
     pub callers: CallerCache<Credentials, Policy>,
     /// Per-caller token and per-IP failed-auth limits of this replica.
     pub limits: RateLimits,
-    /// Bounds concurrent RSA signatures to the cores.
+    /// Bounds concurrent RSA signatures (two per core).
     pub signing: SigningPool,
 }

@@ -13,12 +13,14 @@ use crate::crypto::JwsSigner;
 use crate::domain::algorithm::KeyType;
 use crate::error::ApiError;
 
-/// Admits as many RSA signatures at a time as there are cores.
+/// Admits twice as many RSA signatures at a time as there are cores.
 ///
 /// An RSA signature (0.5 ms for RS256, several for RS512) would stall an
 /// async worker, so it runs on tokio's blocking pool; unbounded, 64
 /// concurrent requests meant 64 blocking threads fighting over two cores
-/// (and a heap each). Waiting for a permit costs nothing while it waits.
+/// (and a heap each). Exactly one per core left the cores idle between a
+/// signature and the wake-up of the next waiter (wrk -c64 RS256: 1.9k/s
+/// against 2.2k-2.3k/s with two per core). A waiter holds no thread.
 pub struct SigningPool {
     permits: Semaphore,
 }
@@ -27,7 +29,7 @@ impl SigningPool {
     pub fn new() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            permits: Semaphore::new(cores),
+            permits: Semaphore::new(cores * 2),
         }
     }
 }
