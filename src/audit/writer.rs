@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use sqlx::pool::PoolConnection;
+use sqlx::Any;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -82,6 +84,10 @@ impl Auditor {
 }
 
 async fn run(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Msg>) {
+    // Under load the writer keeps its connection from one batch to the next:
+    // taking one from the pool costs a ping round trip, as much as a small
+    // batch's insert. Idle, it gives it back, so a small pool is not short.
+    let mut conn = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut waiters = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -104,7 +110,7 @@ async fn run(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Msg>) {
         }
         if !batch.is_empty() {
             let started = Instant::now();
-            let result = commit(&store, &batch).await;
+            let result = commit(&store, &mut conn, &batch).await;
             metrics
                 .audit_write_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -117,18 +123,37 @@ async fn run(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Msg>) {
                 let _ = done.send(result.clone().map_err(AuditError::Unavailable));
             }
             batch.clear();
+            if rx.is_empty() {
+                drop(conn.take());
+            }
         }
         if let Some(done) = shutdown {
+            drop(conn.take());
             rx.close();
             let _ = done.send(());
         }
     }
 }
 
-async fn commit(store: &Store, batch: &[AuditEvent]) -> Result<(), StoreError> {
+async fn commit(
+    store: &Store,
+    conn: &mut Option<PoolConnection<Any>>,
+    batch: &[AuditEvent],
+) -> Result<(), StoreError> {
+    let held = match conn {
+        Some(held) => held,
+        None => conn.insert(store.acquire().await?),
+    };
     // One multi-row INSERT in autocommit mode is atomic and durable on its
     // own (SQLite and PostgreSQL alike): no BEGIN/COMMIT round trips, which
     // under load cost as much as the insert itself.
-    let mut conn = store.acquire().await?;
-    audit_store::insert_batch(&mut conn, batch).await
+    let result = audit_store::insert_batch(held, batch).await;
+    if result.is_err() {
+        // The connection may be what failed (a restarted server, a
+        // terminated session): close it and take a fresh one next time.
+        if let Some(mut broken) = conn.take() {
+            broken.close_on_drop();
+        }
+    }
+    result
 }
