@@ -199,6 +199,12 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %source, "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry later".into())
             }
+            StoreError::UnstorableText => ApiError::BadRequest {
+                field: None,
+                detail: "the request holds a control character (such as NUL) where text \
+                         is expected"
+                    .into(),
+            },
             other => ApiError::Internal(other.into()),
         }
     }

@@ -136,8 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let settings = args.load()?;
-            let dev = settings.dev;
-            let data_dir = settings.data_dir.clone();
+            let dev_cert = settings
+                .uses_dev_certificate()
+                .then(|| settings.tls_paths())
+                .flatten()
+                .map(|(cert, _)| cert);
             let app = Application::build(settings).await?;
             let scheme = if app.is_https() { "https" } else { "http" };
             tracing::info!(port = app.port(), "asapd listening ({scheme})");
@@ -145,11 +148,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("asapd --dev: created the first admin; this secret is shown once:");
                 print_credentials(creds, false)?;
             }
-            if dev {
+            if let Some(cert) = dev_cert {
                 eprintln!(
                     "asapd --dev: serving {scheme}://127.0.0.1:{}/ with the self-signed certificate {}",
                     app.port(),
-                    data_dir.join("dev-cert.pem").display()
+                    cert.display()
                 );
             }
             app.run_until_stopped().await?;

@@ -7,7 +7,7 @@
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -24,6 +24,8 @@ pub struct Metrics {
     pub audit_batch_size: Histogram,
     pub audit_pruned: IntCounter,
     pub db_connections: IntGaugeVec,
+    /// 1 when the last scrape could read the database, else 0.
+    pub db_up: IntGauge,
 }
 
 impl Default for Metrics {
@@ -97,6 +99,11 @@ impl Metrics {
                 &["state"],
             )
             .unwrap(),
+            db_up: IntGauge::new(
+                "database_up",
+                "Whether the last scrape could read the database (1) or not (0)",
+            )
+            .unwrap(),
             registry,
         };
         for c in [
@@ -112,6 +119,7 @@ impl Metrics {
             Box::new(m.audit_batch_size.clone()),
             Box::new(m.audit_pruned.clone()),
             Box::new(m.db_connections.clone()),
+            Box::new(m.db_up.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -86,17 +86,29 @@ impl Application {
         let state = Arc::new(prepare_state(settings, clock).await?);
         let settings = state.settings.clone();
 
-        let bootstrap_admin = if settings.dev {
-            bootstrap::create_first_admin(&state).await?.ok()
-        } else {
-            None
-        };
-
+        // Everything that can fail at start (the port, the certificate) comes
+        // before the dev admin is created: its secret is printed once, so a
+        // start that failed after creating it would lose it for good.
         let addr = settings.listen_addr();
         let listener = TcpListener::bind(addr).with_context(|| {
             format!("cannot listen on {addr}; choose another address with --listen / ASAPD_LISTEN")
         })?;
         let port = listener.local_addr()?.port();
+        let tls_config = match settings.tls_paths() {
+            Some((cert, key)) => {
+                if settings.uses_dev_certificate() && tls::ensure_dev_certificate(&cert, &key)? {
+                    tracing::info!(cert = %cert.display(), "created a self-signed dev certificate");
+                }
+                Some(tls::server_config(&cert, &key)?)
+            }
+            None => None,
+        };
+
+        let bootstrap_admin = if settings.dev {
+            bootstrap::create_first_admin(&state).await?.ok()
+        } else {
+            None
+        };
 
         let data = web::Data::from(state.clone());
         let spec = web::Data::new(SpecJson(http::openapi::spec_json().into()));
@@ -108,6 +120,7 @@ impl Application {
                 .configure(http::routes)
                 .split_for_parts();
             app.default_service(web::to(http::not_found))
+                .wrap(from_fn(http::auth::admin_gate))
                 .wrap(from_fn(http::metrics::middleware))
                 .wrap(from_fn(request_id::middleware))
         })
@@ -117,14 +130,9 @@ impl Application {
         })
         .disable_signals();
 
-        let https = settings.tls_paths().is_some();
-        let server = match settings.tls_paths() {
-            Some((cert, key)) => {
-                if settings.dev && tls::ensure_dev_certificate(&cert, &key)? {
-                    tracing::info!(cert = %cert.display(), "created a self-signed dev certificate");
-                }
-                server.listen_rustls_0_23(listener, tls::server_config(&cert, &key)?)?
-            }
+        let https = tls_config.is_some();
+        let server = match tls_config {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
             None => server.listen(listener)?,
         }
         .run();

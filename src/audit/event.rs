@@ -140,8 +140,25 @@ impl AuditEvent {
         }
     }
 
+    /// Targets can carry what a client sent (a presented caller name):
+    /// control characters are escaped, so one NUL (which PostgreSQL refuses
+    /// in text) cannot fail the batch its record is committed with.
     pub fn target(mut self, target: impl Into<String>) -> Self {
-        self.target = Some(target.into());
+        let target = target.into();
+        self.target = Some(if target.chars().any(char::is_control) {
+            target
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        } else {
+            target
+        });
         self
     }
 

@@ -34,6 +34,17 @@ pub fn decode_cursor(key: &MasterKey, cursor: &str) -> Result<i64, InvalidField>
 
 /// Checks a filter for contradictions.
 pub fn validate(filter: &AuditFilter) -> Result<(), InvalidField> {
+    for (field, value) in [("actor", &filter.actor), ("target", &filter.target)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(InvalidField::new(
+                field,
+                "must not contain control characters",
+            ));
+        }
+    }
     if let (Some(from), Some(to)) = (filter.from_ms, filter.to_ms) {
         if from >= to {
             return Err(InvalidField::new(

@@ -98,33 +98,15 @@ pub struct Pruned {
 }
 
 /// One pruning pass: by age, then by count, in bounded batches. Records
-/// `audit.pruned` when anything went.
+/// `audit.pruned` when anything went, also when a later batch failed.
+///
+/// Each batch is one autocommit `DELETE` (atomic alone), so a writer waits
+/// at most one batch, and no transaction reads before it writes (which
+/// SQLite in WAL mode could refuse with SQLITE_BUSY under load).
 pub async fn prune(state: &AppState) -> ApiResult<Pruned> {
     let retention = get(state).await?;
     let mut pruned = Pruned::default();
-    if let Some(days) = retention.max_age_days {
-        let cutoff = state.clock.now_ms() - days * 86_400_000;
-        loop {
-            let mut tx = state.store.begin().await?;
-            let n = audit_store::prune_older_than(&mut tx, cutoff, PRUNE_BATCH).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            pruned.by_age += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-    }
-    if let Some(keep) = retention.max_entries {
-        loop {
-            let mut tx = state.store.begin().await?;
-            let n = audit_store::prune_beyond_count(&mut tx, keep, PRUNE_BATCH).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            pruned.by_count += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
-    }
+    let result = prune_batches(state, &retention, &mut pruned).await;
     let total = pruned.by_age + pruned.by_count;
     if total > 0 {
         state.metrics.audit_pruned.inc_by(total);
@@ -141,8 +123,44 @@ pub async fn prune(state: &AppState) -> ApiResult<Pruned> {
             "rows": total,
             "max_age_days": retention.max_age_days,
             "max_entries": retention.max_entries,
+            "complete": result.is_ok(),
         }));
         state.audit.record(event).await?;
     }
-    Ok(pruned)
+    result.map(|()| pruned)
+}
+
+async fn prune_batches(
+    state: &AppState,
+    retention: &Retention,
+    pruned: &mut Pruned,
+) -> ApiResult<()> {
+    if let Some(days) = retention.max_age_days {
+        let cutoff = state.clock.now_ms() - days * 86_400_000;
+        loop {
+            let mut conn = state.store.acquire().await?;
+            let n = audit_store::prune_older_than(&mut conn, cutoff, PRUNE_BATCH).await?;
+            pruned.by_age += n;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    if let Some(keep) = retention.max_entries {
+        let boundary = {
+            let mut conn = state.store.acquire().await?;
+            audit_store::count_boundary(&mut conn, keep).await?
+        };
+        if let Some(boundary) = boundary {
+            loop {
+                let mut conn = state.store.acquire().await?;
+                let n = audit_store::prune_up_to(&mut conn, boundary, PRUNE_BATCH).await?;
+                pruned.by_count += n;
+                if n < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }

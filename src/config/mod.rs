@@ -207,6 +207,12 @@ impl Settings {
     }
 
     /// Certificate and key to serve HTTPS with, if any.
+    /// `--dev` without a certificate of the operator's: asapd makes (and
+    /// keeps) a self-signed one in the data dir.
+    pub fn uses_dev_certificate(&self) -> bool {
+        self.dev && self.tls_cert.is_none() && self.tls_key.is_none()
+    }
+
     pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),

@@ -14,6 +14,16 @@ pub fn ensure_dev_certificate(cert_path: &Path, key_path: &Path) -> anyhow::Resu
     if cert_path.exists() && key_path.exists() {
         return Ok(false);
     }
+    // Half a pair (one file deleted by hand) is useless: make a new pair.
+    // The old key is only the dev certificate's, never a signing key.
+    for stale in [cert_path, key_path] {
+        match std::fs::remove_file(stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", stale.display()));
+            }
+            _ => {}
+        }
+    }
     let names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),

@@ -1,12 +1,13 @@
 //! Who is calling: HTTP Basic credentials, and the admin-API gate.
 
-use actix_web::dev::Payload;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
 use actix_web::web::Data;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use futures_util::future::LocalBoxFuture;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestMeta;
@@ -74,57 +75,103 @@ fn admin_credentials(req: &HttpRequest) -> ApiResult<AdminCredentials> {
 /// An authenticated admin-API user: HTTP Basic credentials of a caller, or
 /// a Bearer ASAP token asapd issued to it for its own audience. `admin` may
 /// do everything; `auditor` may only read (GET/HEAD).
+///
+/// [`admin_gate`] authenticates every `/v1/admin` request before routing;
+/// this extractor only hands its result to the handler. Authenticating in
+/// the extractor would race the body extractor (actix polls a handler's
+/// extractors together), so a stranger could get a body's 400 instead of
+/// the 401 they are owed.
 #[derive(Debug, Clone)]
 pub struct AdminCaller(pub Principal);
 
 impl FromRequest for AdminCaller {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<Data<AppState>>().cloned();
-        let credentials = admin_credentials(req);
-        let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-        let origin = RequestMeta::of(req).origin("anonymous");
-        let endpoint = req.match_pattern().unwrap_or_else(|| "/v1/admin".into());
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
-            let credentials = credentials?;
-            if let Some(wait) = auth::blocked(&state, &origin) {
-                return Err(ApiError::TooManyRequests {
-                    detail: "too many failed authentications from this address".into(),
-                    retry_after_secs: retry_after_secs(wait),
-                });
-            }
-            let (checked, presented_name, reason) = match credentials {
-                AdminCredentials::Basic(name, secret) => {
-                    let checked = auth::authenticate(&state, &name, &secret).await;
-                    (checked, Some(name), "invalid_credentials")
-                }
-                AdminCredentials::Bearer(token) => (
-                    bearer::authenticate(&state, &token).await,
-                    None,
-                    "invalid_token",
-                ),
-            };
-            let principal = match checked {
-                Ok(principal) => principal,
-                Err(ApiError::Unauthorized(m) | ApiError::AdminUnauthorized(m)) => {
-                    let name = presented_name.as_deref();
-                    auth::failed(&state, &origin, &endpoint, name, reason).await;
-                    return Err(ApiError::AdminUnauthorized(m));
-                }
-                Err(other) => return Err(other),
-            };
-            let name = &principal.name;
-            if principal.is_admin() || (read_only && principal.is_auditor()) {
-                return Ok(AdminCaller(principal));
-            }
-            Err(ApiError::Forbidden(if principal.is_auditor() {
-                format!("{name} is an auditor: the admin API is read-only for group auditor")
-            } else {
-                format!("{name} is not in group admin (or auditor, for reads)")
-            }))
-        })
+        std::future::ready(
+            req.extensions()
+                .get::<AdminCaller>()
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!(
+                        "admin route {} outside the admin gate",
+                        req.path()
+                    ))
+                }),
+        )
     }
+}
+
+/// The admin API's prefix: every route under it is for admins and
+/// auditors only.
+const ADMIN_PREFIX: &str = "/v1/admin";
+
+fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix(ADMIN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Middleware: authenticates and authorises admin-API requests before any
+/// handler or extractor runs.
+pub async fn admin_gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if !is_admin_path(req.path()) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    match authenticate_admin(req.request()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
+async fn authenticate_admin(req: &HttpRequest) -> ApiResult<AdminCaller> {
+    let state = req
+        .app_data::<Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no app state")))?;
+    let credentials = admin_credentials(req)?;
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    let origin = RequestMeta::of(req).origin("anonymous");
+    let endpoint = req.match_pattern().unwrap_or_else(|| ADMIN_PREFIX.into());
+    if let Some(wait) = auth::blocked(&state, &origin) {
+        return Err(ApiError::TooManyRequests {
+            detail: "too many failed authentications from this address".into(),
+            retry_after_secs: retry_after_secs(wait),
+        });
+    }
+    let (checked, presented_name, reason) = match credentials {
+        AdminCredentials::Basic(name, secret) => {
+            let checked = auth::authenticate(&state, &name, &secret).await;
+            (checked, Some(name), "invalid_credentials")
+        }
+        AdminCredentials::Bearer(token) => (
+            bearer::authenticate(&state, &token).await,
+            None,
+            "invalid_token",
+        ),
+    };
+    let principal = match checked {
+        Ok(principal) => principal,
+        Err(ApiError::Unauthorized(m) | ApiError::AdminUnauthorized(m)) => {
+            let name = presented_name.as_deref();
+            auth::failed(&state, &origin, &endpoint, name, reason).await;
+            return Err(ApiError::AdminUnauthorized(m));
+        }
+        Err(other) => return Err(other),
+    };
+    let name = &principal.name;
+    if principal.is_admin() || (read_only && principal.is_auditor()) {
+        return Ok(AdminCaller(principal));
+    }
+    Err(ApiError::Forbidden(if principal.is_auditor() {
+        format!("{name} is an auditor: the admin API is read-only for group auditor")
+    } else {
+        format!("{name} is not in group admin (or auditor, for reads)")
+    }))
 }

@@ -7,9 +7,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{get, web, HttpMessage, HttpResponse};
 
-use crate::error::ApiResult;
 use crate::state::AppState;
-use crate::store::keys;
+use crate::store::{keys, StoreResult};
 
 /// Label for requests no route matched: a scanner probing a thousand paths
 /// must not create a thousand time series.
@@ -63,24 +62,18 @@ pub async fn middleware(
 }
 
 /// Prometheus metrics, text format.
+///
+/// Answers during a database outage too (when the counters matter most): the key gauges keep their last values
+/// and `asapd_database_up` drops to 0.
 #[utoipa::path(tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    // Gauges that describe the database are read at scrape time, so every
-    // replica reports the shared truth.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
-    {
-        let mut conn = state.store.acquire().await?;
-        m.keys.reset();
-        for (st, n) in keys::count_by_state(&mut conn).await? {
-            m.keys.with_label_values(&[&st]).set(n);
-        }
-        m.active_key_age.reset();
-        let now = state.clock.now();
-        for (caller, since) in keys::active_since(&mut conn).await? {
-            m.active_key_age
-                .with_label_values(&[&caller])
-                .set(now - since.unwrap_or(now));
+    match refresh_key_gauges(&state).await {
+        Ok(()) => m.db_up.set(1),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read key gauges from the database");
+            m.db_up.set(0);
         }
     }
     let (size, idle) = state.store.pool_stats();
@@ -90,7 +83,28 @@ pub async fn metrics(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     m.db_connections
         .with_label_values(&["in_use"])
         .set(i64::from(size) - idle as i64);
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(m.render()))
+        .body(m.render())
+}
+
+/// Gauges that describe the database are read at scrape time, so every
+/// replica reports the shared truth.
+async fn refresh_key_gauges(state: &AppState) -> StoreResult<()> {
+    let m = &state.metrics;
+    let mut conn = state.store.acquire().await?;
+    let by_state = keys::count_by_state(&mut conn).await?;
+    let active = keys::active_since(&mut conn).await?;
+    m.keys.reset();
+    for (st, n) in by_state {
+        m.keys.with_label_values(&[&st]).set(n);
+    }
+    m.active_key_age.reset();
+    let now = state.clock.now();
+    for (caller, since) in active {
+        m.active_key_age
+            .with_label_values(&[&caller])
+            .set(now - since.unwrap_or(now));
+    }
+    Ok(())
 }

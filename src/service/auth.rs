@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
-use crate::domain::names::GroupName;
+use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::secrets as secret_store;
@@ -59,6 +59,12 @@ pub async fn check_secret(
     presented: &str,
 ) -> ApiResult<CheckedSecret> {
     let presented_hash = secret::hash(presented);
+    // A name outside the caller grammar (a NUL, say) names no caller: the
+    // same answer as an unknown one, and the database never sees it.
+    if CallerName::parse(name).is_err() {
+        let _ = secret::matches(&presented_hash, &[0u8; 32]);
+        return Err(invalid_credentials());
+    }
     let credentials = match state.callers.credentials(name) {
         Some(cached) => Some(cached),
         None => {

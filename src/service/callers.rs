@@ -13,7 +13,7 @@ use crate::service::keys::{self, generate_pair, new_key_name, store_key};
 use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
-use crate::store::{groups, secrets, Conn, StoreError};
+use crate::store::{groups, keys as key_store, secrets, Conn, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct CallerSpec {
@@ -46,7 +46,17 @@ pub struct CreatedCaller {
     pub kid: String,
 }
 
+/// Each group named once and existing: a repeated name would otherwise
+/// reach the membership table's primary key as a misleading conflict.
 async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<()> {
+    for (index, name) in names.iter().enumerate() {
+        if names[..index].contains(name) {
+            return Err(ApiError::bad_field(
+                format!("groups[{index}]"),
+                format!("group {name} is listed twice"),
+            ));
+        }
+    }
     let names = strings(names);
     let missing = groups::missing(conn, &names).await?;
     if let Some(first) = missing.first() {
@@ -194,9 +204,24 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
         .await?
         .ok_or_else(|| not_found(name))?;
     ensure_another_admin(&mut tx, name).await?;
+    // The caller's keys and secrets go with it (ON DELETE CASCADE): its
+    // record names them, so "which keys ceased to exist" stays answerable.
+    let deleted_keys: Vec<_> = key_store::list_for_caller(&mut tx, name)
+        .await?
+        .into_iter()
+        .map(|k| json!({"kid": k.kid, "state": k.state}))
+        .collect();
+    let deleted_secrets: Vec<_> = secrets::list(&mut tx, name)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     callers::delete(&mut tx, name).await?;
-    let event = caller_event(state, origin, action::CALLER_DELETED, &row)
-        .detail(json!({"caller": caller_detail(&row)}));
+    let event = caller_event(state, origin, action::CALLER_DELETED, &row).detail(json!({
+        "caller": caller_detail(&row),
+        "deleted_keys": deleted_keys,
+        "deleted_secret_ids": deleted_secrets,
+    }));
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();

@@ -143,16 +143,21 @@ pub async fn prune_older_than(conn: &mut Conn, cutoff_ms: i64, batch: i64) -> St
     Ok(done.rows_affected())
 }
 
-/// Deletes up to `batch` of the oldest events beyond the newest `keep`.
-pub async fn prune_beyond_count(conn: &mut Conn, keep: i64, batch: i64) -> StoreResult<u64> {
-    let boundary: Option<i64> =
+/// The id of the newest event beyond the newest `keep`, if there is one:
+/// everything up to it goes. Found once per pruning pass, since finding it
+/// walks `keep` index entries; later events only have larger ids.
+pub async fn count_boundary(conn: &mut Conn, keep: i64) -> StoreResult<Option<i64>> {
+    Ok(
         sqlx::query_scalar("SELECT id FROM audit_events ORDER BY id DESC LIMIT 1 OFFSET $1")
             .bind(keep)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(boundary) = boundary else {
-        return Ok(0);
-    };
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Deletes up to `batch` of the oldest events with an id up to `boundary`;
+/// returns how many.
+pub async fn prune_up_to(conn: &mut Conn, boundary: i64, batch: i64) -> StoreResult<u64> {
     let done = sqlx::query(
         "DELETE FROM audit_events WHERE id IN \
          (SELECT id FROM audit_events WHERE id <= $1 ORDER BY id LIMIT $2)",

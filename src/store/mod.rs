@@ -44,6 +44,10 @@ pub enum StoreError {
     Other(#[source] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Text the database cannot hold (PostgreSQL refuses NUL in `TEXT`):
+    /// bad input that got past validation, never a server fault.
+    #[error("text the database cannot store")]
+    UnstorableText,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -52,6 +56,15 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.message().to_owned())
+            }
+            // PostgreSQL: character_not_in_repertoire (NUL in text),
+            // untranslatable_character.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|c| matches!(c.as_ref(), "22021" | "22P05")) =>
+            {
+                StoreError::UnstorableText
             }
             // SQLite busy/locked (5, 6, 517); PostgreSQL connection
             // exceptions (08xxx), shutdowns (57P0x), too many connections.

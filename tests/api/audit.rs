@@ -184,16 +184,37 @@ async fn every_admin_change_is_recorded_with_its_fields() {
         json!({"max_age_days": 30, "max_entries": 5000})
     );
 
+    let keys_before = app.admin_get_json("/v1/admin/callers/svc-a/keys").await;
+    let secrets_before = app.admin_get_json("/v1/admin/callers/svc-a/secrets").await;
     let (id, _) = act(&app, Method::DELETE, "/v1/admin/callers/svc-a", None).await;
+    let e = event_of(&app, "caller.deleted", &id).await;
+    assert_eq!(e["target"], "caller:svc-a");
+    // The keys and secrets that went with the caller are named.
+    let kids = |v: &Value, field: &str| -> HashSet<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k[field].as_str().unwrap().to_owned())
+            .collect()
+    };
     assert_eq!(
-        event_of(&app, "caller.deleted", &id).await["target"],
-        "caller:svc-a"
+        kids(&e["detail"]["deleted_keys"], "kid"),
+        kids(&keys_before, "kid")
     );
-    app.admin(Method::DELETE, "/v1/admin/groups/g")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(app.audit("action=group.deleted").await.len(), 1);
+    let secret_ids: HashSet<String> = e["detail"]["deleted_secret_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(secret_ids, kids(&secrets_before, "id"));
+    assert!(!secret_ids.is_empty());
+
+    let (id, _) = act(&app, Method::DELETE, "/v1/admin/groups/g", None).await;
+    assert_eq!(
+        event_of(&app, "group.deleted", &id).await["target"],
+        "group:g"
+    );
 
     // Filters combine; outcome and target filters work.
     let by_target = app.audit("target=caller:svc-a&outcome=success").await;
@@ -348,14 +369,7 @@ async fn retention_settings_validate_and_need_admin() {
             assert_eq!(problem["field"], field, "{body}");
         }
     }
-    let res = app
-        .admin_json(
-            Method::PUT,
-            "/v1/admin/settings/audit-retention",
-            json!({"max_age_days": null, "max_entries": 1000}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.set_retention(None, Some(1000)).await;
     let auditor = app
         .create_caller(json!({"name": "aud", "groups": ["auditor"]}))
         .await;
@@ -393,14 +407,7 @@ async fn pruning_by_age_removes_exactly_the_old_events() {
     for i in 0..3 {
         app.create_group(&format!("new{i}"), &["x"]).await;
     }
-    let res = app
-        .admin_json(
-            Method::PUT,
-            "/v1/admin/settings/audit-retention",
-            json!({"max_age_days": 7, "max_entries": null}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.set_retention(Some(7), None).await;
     let kept_before: HashSet<i64> = app
         .audit("")
         .await
@@ -437,14 +444,7 @@ async fn pruning_by_age_removes_exactly_the_old_events() {
 #[tokio::test]
 async fn pruning_by_count_keeps_exactly_the_newest() {
     let app = spawn_app().await;
-    let res = app
-        .admin_json(
-            Method::PUT,
-            "/v1/admin/settings/audit-retention",
-            json!({"max_age_days": null, "max_entries": 100}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.set_retention(None, Some(100)).await;
     for i in 0..130 {
         app.create_group(&format!("g{i}"), &["x"]).await;
     }
@@ -498,4 +498,124 @@ async fn export_streams_ndjson_with_the_same_filters() {
     assert!(lines.iter().all(|e| e["action"] == "group.created"));
     let res = app.admin_get("/v1/admin/audit/export?action=nope").await;
     assert_problem(res, StatusCode::BAD_REQUEST).await;
+}
+
+/// Writes `n` events at `at_ms` straight into the table, 500 a statement.
+async fn insert_events(app: &TestApp, n: usize, at_ms: i64) {
+    use asapd::audit::{action, AuditEvent, Origin, Outcome};
+    let mut conn = app.state.store.acquire().await.unwrap();
+    let mut left = n;
+    while left > 0 {
+        let chunk: Vec<_> = (0..left.min(500))
+            .map(|_| {
+                AuditEvent::new(
+                    &Origin::system(),
+                    at_ms,
+                    action::KEY_EXPIRED,
+                    Outcome::Success,
+                )
+                .target("filler")
+            })
+            .collect();
+        asapd::store::audit::insert_batch(&mut conn, &chunk)
+            .await
+            .unwrap();
+        left -= chunk.len();
+    }
+}
+
+async fn count_events(app: &TestApp) -> i64 {
+    let mut conn = app.state.store.acquire().await.unwrap();
+    asapd::store::audit::count(&mut conn).await.unwrap()
+}
+
+/// More rows than one batch (1000) past each bound: every batch runs, and
+/// exactly the rows past the bounds go.
+#[tokio::test]
+async fn pruning_takes_several_batches_and_stops_exactly_at_the_bounds() {
+    let start = 1_900_000_000;
+    let app = spawn_app_with_clock(Clock::manual(start), |_| {}).await;
+    app.set_retention(Some(7), Some(1500)).await;
+    // 2,345 events 8 days old, then 4,000 recent ones.
+    insert_events(&app, 2345, (start - 8 * 86_400) * 1000).await;
+    let recent_ms = app.state.clock.now_ms();
+    insert_events(&app, 4000, recent_ms).await;
+    let total = count_events(&app).await;
+    let old_and_setup = total - 4000;
+
+    let pruned = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pruned.by_age, 2345, "every old event, in three batches");
+    // What is left after the age pass: the setup events (not old) and the
+    // 4,000 recent ones; all but the newest 1,500 go.
+    let after_age = total - 2345;
+    assert_eq!(pruned.by_count as i64, after_age - 1500);
+    assert!(old_and_setup >= 2345);
+    // 1,500 kept, plus the audit.pruned record written after the pass.
+    assert_eq!(count_events(&app).await, 1501);
+    let e = &app.audit("action=audit.pruned").await[0];
+    assert_eq!(e["detail"]["by_age"], 2345);
+    assert_eq!(e["detail"]["rows"], 2345 + pruned.by_count);
+    assert_eq!(e["detail"]["complete"], true);
+    // The survivors are the newest: all recent filler.
+    let page = app.audit("").await;
+    assert!(page[1..]
+        .iter()
+        .all(|e| e["target"] == "filler" && e["time"].as_str().is_some()));
+}
+
+/// On PostgreSQL the pruning job runs on one replica at a time: while
+/// another session holds the job's advisory lock, a pass does nothing.
+#[tokio::test]
+async fn pruning_waits_its_turn_behind_another_replica() {
+    if !crate::helpers::is_postgres() {
+        return; // SQLite serves one replica: there is no other to wait for.
+    }
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let key: i64 = 0x6173_6170_6470_7231;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert!(got);
+    let skipped = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap();
+    assert!(skipped.is_none(), "another replica holds the lock");
+    let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    let ran = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap();
+    assert!(ran.is_some(), "the lock is free again");
+}
+
+/// The job runs by itself on its interval, not only when a test calls it.
+#[tokio::test]
+async fn the_pruning_job_runs_on_its_interval() {
+    let app = crate::helpers::spawn_app_with(|s| s.audit.prune_interval_secs = 1).await;
+    app.set_retention(None, Some(100)).await;
+    insert_events(&app, 250, app.state.clock.now_ms()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if !app.audit("action=audit.pruned").await.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit.pruned within 20 s of a 1 s interval"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(count_events(&app).await <= 101 + 2);
 }

@@ -184,3 +184,151 @@ async fn unknown_routes_and_methods_are_problems() {
     );
     assert_problem(res, status).await;
 }
+
+/// PostgreSQL refuses NUL in text; a NUL anywhere a client can put one is
+/// still the client's mistake (401/400/404), never a 500.
+#[tokio::test]
+async fn nul_characters_are_client_errors_on_every_database() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let basic = |name: &str, secret: &str| {
+        let pair = format!("{name}:{secret}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let nul_admin = basic("ad\0min", &app.admin_secret);
+
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .header("authorization", &nul_admin)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    let res = app
+        .request(Method::POST, "/v1/tokens")
+        .header("authorization", &nul_admin)
+        .json(&json!({"audience": "asapd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    let res = app
+        .request(Method::POST, "/oauth2/token")
+        .header("authorization", &nul_admin)
+        .form(&[("grant_type", "client_credentials"), ("audience", "asapd")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    let res = app
+        .request(Method::POST, "/oauth2/token")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", "asapd"),
+            ("client_id", "ad\0min"),
+            ("client_secret", app.admin_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // In paths and query strings.
+    for path in [
+        "/v1/admin/callers/ad%00min",
+        "/v1/admin/groups/g%00",
+        "/v1/admin/keys/admin%2Fk%00",
+        "/v1/keys/admin/k%00",
+    ] {
+        let res = app.admin(Method::GET, path).send().await.unwrap();
+        assert_problem(res, StatusCode::NOT_FOUND).await;
+    }
+    let res = app
+        .admin(Method::DELETE, "/v1/admin/callers/admin/secrets/sec%00")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    assert!(status.is_client_error(), "{status}");
+    assert_problem(res, status).await;
+    for filter in ["actor", "target"] {
+        let res = app
+            .admin(Method::GET, &format!("/v1/admin/audit?{filter}=a%00b"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["field"], filter);
+    }
+    // And the service still answers, and audited the failed logins.
+    let failed = app.audit("action=auth.failed").await;
+    assert!(failed.len() >= 2, "{failed:?}");
+    assert!(app
+        .admin_get("/v1/admin/callers")
+        .await
+        .status()
+        .is_success());
+}
+
+#[tokio::test]
+async fn a_group_listed_twice_is_400_naming_it() {
+    let app = spawn_app().await;
+    app.create_group("g", &["b"]).await;
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers",
+            json!({"name": "svc", "groups": ["g", "g"]}),
+        )
+        .await;
+    let body = assert_problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["field"], "groups[1]");
+    app.create_caller(json!({"name": "svc", "groups": ["g"]}))
+        .await;
+    let res = app
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/svc",
+            json!({"groups": ["g", "g"]}),
+        )
+        .await;
+    let body = assert_problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["field"], "groups[1]");
+}
+
+/// Credentials are checked before the body is looked at: a stranger gets
+/// 401 whatever they send, never a validation message.
+#[tokio::test]
+async fn admin_credentials_come_before_the_body() {
+    let app = spawn_app().await;
+    for (content_type, body) in [
+        ("application/json", "{not json"),
+        ("text/plain", "x"),
+        ("application/json", "{\"name\": \"../x\"}"),
+    ] {
+        for _ in 0..3 {
+            let res = app
+                .request(Method::POST, "/v1/admin/groups")
+                .basic_auth("admin", Some("asapd_wrong"))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_problem(res, StatusCode::UNAUTHORIZED).await;
+        }
+    }
+    let res = app
+        .request(Method::POST, "/v1/admin/groups")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::UNAUTHORIZED).await;
+}

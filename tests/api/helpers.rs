@@ -152,6 +152,25 @@ impl TestApp {
         self.admin(Method::GET, path).send().await.unwrap()
     }
 
+    /// `GET path` as admin, asserting success; the JSON body.
+    pub async fn admin_get_json(&self, path: &str) -> Value {
+        let res = self.admin_get(path).await;
+        assert!(res.status().is_success(), "GET {path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// Sets the audit retention bounds (`None` disables one), asserting 200.
+    pub async fn set_retention(&self, max_age_days: Option<i64>, max_entries: Option<i64>) {
+        let res = self
+            .admin_json(
+                Method::PUT,
+                "/v1/admin/settings/audit-retention",
+                json!({"max_age_days": max_age_days, "max_entries": max_entries}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "set retention");
+    }
+
     pub async fn create_group(&self, name: &str, audiences: &[&str]) -> Value {
         let res = self
             .admin_json(

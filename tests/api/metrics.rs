@@ -71,3 +71,69 @@ async fn labels_stay_bounded() {
     assert!(text.contains(r#"route="/v1/keys/{kid}""#));
     assert!(!text.contains("127.0.0.1"), "no IP in any label");
 }
+
+/// The audit and pool series named by the audit issue move when audit
+/// records are written, pruned, and logins fail, read through `/metrics`.
+#[tokio::test]
+async fn audit_pool_and_limit_series_move() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.tokens.failed_auth_burst = 2;
+        s.tokens.failed_auth_per_minute = 1;
+    })
+    .await;
+    let before = scrape(&app).await;
+    let writes = "asapd_audit_write_seconds_count";
+    let batches = "asapd_audit_batch_size_count";
+    let batched = "asapd_audit_batch_size_sum";
+    let caller = app.caller_granted("svc-a", &["b"]).await;
+    let tokens = futures_util::future::join_all((0..20).map(|_| app.token(&caller, "b"))).await;
+    assert_eq!(tokens.len(), 20);
+    let after = scrape(&app).await;
+    assert!(value(&after, writes) > value(&before, writes));
+    assert!(value(&after, batches) > value(&before, batches));
+    // Every token.issued record went through some batch.
+    assert!(value(&after, batched) - value(&before, batched) >= 20.0);
+    for state in ["idle", "in_use"] {
+        assert!(
+            after.contains(&format!("asapd_db_pool_connections{{state=\"{state}\"}}")),
+            "{state}"
+        );
+    }
+    // Age of the active key: a number of seconds, not negative.
+    let age = value(&after, r#"asapd_active_key_age_seconds{caller="svc-a"}"#);
+    assert!((0.0..60.0).contains(&age), "{age}");
+
+    // Pruning counts the rows it removed.
+    app.set_retention(None, Some(100)).await;
+    for i in 0..110 {
+        app.create_group(&format!("g{i}"), &["x"]).await;
+    }
+    let pruned = asapd::jobs::audit_prune::run_once(&app.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pruned.by_count > 0);
+    let after_prune = scrape(&app).await;
+    assert_eq!(
+        value(&after_prune, "asapd_audit_pruned_rows_total")
+            - value(&after, "asapd_audit_pruned_rows_total"),
+        pruned.by_count as f64
+    );
+
+    // Failed logins: counted, then limited per source address.
+    let failed = "asapd_auth_failures_total";
+    let limited = r#"asapd_rate_limited_total{limit="failed_auth"}"#;
+    for _ in 0..4 {
+        app.request(Method::GET, "/v1/admin/callers")
+            .basic_auth("admin", Some("asapd_wrong"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after_fail = scrape(&app).await;
+    let failed_n = value(&after_fail, failed) - value(&after_prune, failed);
+    let limited_n = value(&after_fail, limited) - value(&after_prune, limited);
+    assert!(failed_n >= 2.0, "{failed_n}");
+    assert!(limited_n >= 1.0, "{limited_n}");
+    assert_eq!(failed_n + limited_n, 4.0, "each refusal counted once");
+}

@@ -93,6 +93,20 @@ async fn changes_are_refused_with_503_and_leave_nothing_behind() {
         .await
         .unwrap();
     assert_problem(update, StatusCode::SERVICE_UNAVAILABLE).await;
+    // Metrics still answer: operators need them most now.
+    let scrape = app
+        .request(Method::GET, "/metrics")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let text = scrape.text().await.unwrap();
+    assert!(text.contains("asapd_http_requests_total"), "{text}");
+    if is_postgres() {
+        // (SQLite in WAL mode still reads under another's exclusive lock.)
+        assert!(text.contains("asapd_database_up 0"), "{text}");
+    }
     outage.end().await;
 
     // Back: nothing of the refused changes exists, nor their audit records.

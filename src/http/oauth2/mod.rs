@@ -61,6 +61,19 @@ fn is_form(req: &HttpRequest) -> bool {
 
 /// Client authentication: HTTP Basic or form fields, never both
 /// (RFC 6749 §2.3).
+/// One half of Basic credentials. RFC 6749 §2.3.1 has clients form-encode
+/// them, but many (curl -u, requests' `auth=`) send them raw. Caller names
+/// and secrets never hold a space, so a `+` is only a space when the client
+/// encoded: with no `%` escape in sight, it is taken literally (a caller
+/// named `svc+a` works either way).
+fn basic_part(raw: &str) -> Option<String> {
+    if raw.contains('%') {
+        form_decode(raw)
+    } else {
+        Some(raw.to_owned())
+    }
+}
+
 fn client_credentials(
     req: &HttpRequest,
     form: &mut Form,
@@ -69,7 +82,7 @@ fn client_credentials(
     let basic = basic_credentials(req)
         .map_err(|e| invalid_client(&e.to_string()))?
         .map(
-            |(id, secret)| match (form_decode(&id), form_decode(&secret)) {
+            |(id, secret)| match (basic_part(&id), basic_part(&secret)) {
                 (Some(name), Some(secret)) => Ok(ClientCredentials { name, secret }),
                 _ => Err(invalid_client(
                     "the Basic credentials are not form-urlencoded",
