@@ -206,13 +206,13 @@ impl Settings {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("asapd.db").display()))
     }
 
-    /// Certificate and key to serve HTTPS with, if any.
     /// `--dev` without a certificate of the operator's: asapd makes (and
     /// keeps) a self-signed one in the data dir.
     pub fn uses_dev_certificate(&self) -> bool {
         self.dev && self.tls_cert.is_none() && self.tls_key.is_none()
     }
 
+    /// Certificate and key to serve HTTPS with, if any.
     pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
@@ -301,5 +301,19 @@ mod tests {
         s.dev = true;
         assert_eq!(s.listen_addr().port(), 8443);
         assert!(s.tls_paths().is_some());
+    }
+
+    /// The example deployment config is a valid config: every key in it
+    /// exists and every value passes validation.
+    #[test]
+    fn the_deploy_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/asapd.example.toml");
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        settings.validate().unwrap();
+        assert!(!settings.dev);
+        assert!(settings.tls_paths().is_some());
     }
 }

@@ -119,7 +119,7 @@ pub fn blocked(state: &AppState, origin: &Origin) -> Option<Duration> {
 }
 
 /// Counts a failed authentication against its source IP and audits it as
-/// `auth.failed` (the presented name as target, never the secret). Returns
+/// `auth.failed` (`caller:<presented name>` as target, never the secret). Returns
 /// how long the source is now blocked, if this failure used up its
 /// allowance.
 pub async fn failed(
@@ -143,7 +143,7 @@ pub async fn failed(
         "ip_blocked_secs": blocked.map(crate::ratelimit::retry_after_secs),
     }));
     if let Some(name) = presented_name {
-        event = event.target(truncate(name, 128));
+        event = event.target(format!("caller:{}", truncate(name, 128)));
     }
     // The refusal stands whether or not its record lands: a failed write
     // must not turn a wrong secret into a 503 an attacker can provoke.

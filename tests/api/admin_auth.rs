@@ -200,7 +200,7 @@ async fn failed_admin_logins_are_audited_and_limited_per_source_ip() {
     let failed = app.audit_rows("auth.failed").await;
     assert_eq!(failed.len(), 3);
     let targets: Vec<_> = failed.iter().map(|r| r.target.as_deref()).collect();
-    assert!(targets.contains(&Some("nobody")) && targets.contains(&Some("admin")));
+    assert!(targets.contains(&Some("caller:nobody")) && targets.contains(&Some("caller:admin")));
     for row in &failed {
         assert_eq!(row.source_ip.as_deref(), Some("10.0.0.1"));
         assert!(

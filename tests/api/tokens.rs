@@ -490,7 +490,7 @@ async fn failed_authentication_is_limited_per_source_ip() {
 
     let failed = app.audit_rows("auth.failed").await;
     assert_eq!(failed.len(), 3);
-    assert_eq!(failed[0].target.as_deref(), Some("svc-a"));
+    assert_eq!(failed[0].target.as_deref(), Some("caller:svc-a"));
     assert_eq!(failed[0].source_ip.as_deref(), Some("10.0.0.1"));
     assert!(
         !failed[0].detail.contains("asapd_wrong"),
@@ -572,6 +572,7 @@ async fn issues_and_denials_are_audited_without_the_token() {
     assert_eq!(row.outcome, "success");
     assert_eq!(row.source_ip.as_deref(), Some("127.0.0.1"));
     assert!(row.request_id.is_some());
+    assert_eq!(row.target.as_deref(), Some("caller:svc-a"));
     let d = detail(row);
     assert_eq!(d["jti"], body["jti"]);
     assert_eq!(d["kid"], a.kid.as_str());
@@ -587,7 +588,7 @@ async fn issues_and_denials_are_audited_without_the_token() {
     let denied = app.audit_rows("token.denied").await;
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].outcome, "denied");
-    assert_eq!(denied[0].target.as_deref(), Some("svc-a"));
+    assert_eq!(denied[0].target.as_deref(), Some("caller:svc-a"));
     assert_eq!(detail(&denied[0])["rule"], "audience_not_granted");
     assert_eq!(
         app.metric(
@@ -653,4 +654,185 @@ async fn no_token_leaves_without_its_audit_record() {
     assert!(app.audit_rows("token.issued").await.is_empty());
     app.token(&a, "svc-b").await;
     assert_eq!(app.audit_rows("token.issued").await.len(), 1);
+}
+
+/// The rule a refusal names in its problem detail (`… (rule: x)`).
+async fn refused_rule(res: reqwest::Response) -> (StatusCode, String) {
+    let status = res.status();
+    let problem = assert_problem(res, status).await;
+    let detail = problem["detail"].as_str().unwrap();
+    let rule = detail
+        .rsplit_once("rule: ")
+        .map(|(_, r)| r.trim_end_matches(')').to_owned())
+        .unwrap_or_else(|| panic!("no rule in {detail}"));
+    (status, rule)
+}
+
+/// DESIGN §4's order: when several rules would refuse a request, the
+/// earliest one is the answer (and the audited reason).
+#[tokio::test]
+async fn rules_are_checked_in_the_documented_order() {
+    let app = spawn_app().await;
+    app.group(json!({"name": "g", "audiences": ["svc-b"], "max_lifetime": 300}))
+        .await;
+    let everything_wrong = json!({
+        "audience": "svc-z", "lifetime": 3000, "subject": "someone-else",
+        "claims": {"iss": "forged"},
+    });
+
+    // 3 before 5 and 6: a disabled caller hears only that it is disabled.
+    let off = app.caller("off", json!({"groups": ["g"]})).await;
+    let res = app
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/off",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.token_request(&off, everything_wrong.clone()).await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::FORBIDDEN, "caller_disabled".into())
+    );
+
+    // 3 (caller network) before 4 (rate limit): refusals outside the
+    // caller's networks use no quota.
+    let far = app
+        .caller(
+            "far",
+            json!({"groups": ["g"], "cidrs": ["10.0.0.0/8"],
+                   "rate_limit": {"per_second": 1, "burst": 1}}),
+        )
+        .await;
+    for _ in 0..3 {
+        let res = app.token_request(&far, everything_wrong.clone()).await;
+        assert_eq!(
+            refused_rule(res).await,
+            (StatusCode::FORBIDDEN, "caller_network".into())
+        );
+    }
+
+    // 4 before 5: once limited, even an ungranted audience gets 429.
+    let busy = app
+        .caller(
+            "busy",
+            json!({"groups": ["g"], "rate_limit": {"per_second": 1, "burst": 1}}),
+        )
+        .await;
+    let res = app.token_request(&busy, everything_wrong.clone()).await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::FORBIDDEN, "audience_not_granted".into())
+    );
+    let res = app.token_request(&busy, everything_wrong.clone()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // 5 before 6: grants (audience, then lifetime) before claims and subject.
+    let a = app.caller("svc-a", json!({"groups": ["g"]})).await;
+    let res = app.token_request(&a, everything_wrong.clone()).await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::FORBIDDEN, "audience_not_granted".into())
+    );
+    let res = app
+        .token_request(
+            &a,
+            json!({"audience": "svc-b", "lifetime": 3000, "subject": "x",
+                   "claims": {"iss": "forged"}}),
+        )
+        .await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::BAD_REQUEST, "lifetime_exceeded".into())
+    );
+    let res = app
+        .token_request(
+            &a,
+            json!({"audience": "svc-b", "subject": "x", "claims": {"iss": "forged"}}),
+        )
+        .await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::BAD_REQUEST, "reserved_claim".into())
+    );
+    let res = app
+        .token_request(&a, json!({"audience": "svc-b", "subject": "x"}))
+        .await;
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::FORBIDDEN, "subject_not_allowed".into())
+    );
+    // And each refusal was audited with the rule that made it.
+    let reasons: Vec<String> = app
+        .audit_rows("token.denied")
+        .await
+        .iter()
+        .map(|r| detail(r)["rule"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for rule in [
+        "caller_disabled",
+        "caller_network",
+        "rate_limited",
+        "audience_not_granted",
+        "lifetime_exceeded",
+        "reserved_claim",
+        "subject_not_allowed",
+    ] {
+        assert!(reasons.iter().any(|r| r == rule), "{rule}: {reasons:?}");
+    }
+}
+
+/// With a trusted proxy configured, a forwarding header from any other
+/// peer is still ignored: trust belongs to the peer, not to the header.
+#[tokio::test]
+async fn a_forwarded_header_counts_only_from_the_trusted_proxy_itself() {
+    let app = spawn_app_with(|s| {
+        s.http.trusted_proxies = vec!["192.0.2.1".to_owned().try_into().unwrap()];
+    })
+    .await;
+    app.group(json!({"name": "g", "audiences": ["svc-b"], "max_lifetime": 600}))
+        .await;
+    let a = app
+        .caller("svc-a", json!({"groups": ["g"], "cidrs": ["10.0.0.0/8"]}))
+        .await;
+    let res = app
+        .request(Method::POST, "/v1/tokens")
+        .basic_auth(&a.name, Some(&a.secret))
+        .header("X-Forwarded-For", "10.1.2.3")
+        .json(&json!({"audience": "svc-b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_rule(res).await,
+        (StatusCode::FORBIDDEN, "caller_network".into())
+    );
+    let denied = app.audit_rows("token.denied").await;
+    assert_eq!(denied[0].source_ip.as_deref(), Some("127.0.0.1"));
+}
+
+/// `tokens.default_lifetime_secs` sets the lifetime of tokens that ask for
+/// none, shortened to what the grants allow.
+#[tokio::test]
+async fn the_default_lifetime_is_configurable_and_capped_by_grants() {
+    let app = spawn_app_with(|s| s.tokens.default_lifetime_secs = 900).await;
+    app.group(json!({"name": "long", "audiences": ["svc-b"], "max_lifetime": 3600}))
+        .await;
+    app.group(json!({"name": "short", "audiences": ["svc-c"], "max_lifetime": 120}))
+        .await;
+    let a = app
+        .caller("svc-a", json!({"groups": ["long", "short"]}))
+        .await;
+    for (audience, lifetime) in [("svc-b", 900), ("svc-c", 120)] {
+        let res = app.token_request(&a, json!({"audience": audience})).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["expires_in"], lifetime, "{audience}");
+        let (_, claims) = app.verify(body["token"].as_str().unwrap(), audience).await;
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            lifetime
+        );
+    }
 }

@@ -29,7 +29,7 @@ pub(super) async fn record_issued(
         action::TOKEN_ISSUED,
         Outcome::Success,
     )
-    .target(caller)
+    .target(format!("caller:{caller}"))
     .detail(json!({
         "endpoint": endpoint.path(),
         "jti": issued.jti,
@@ -94,7 +94,7 @@ impl Denier<'_> {
             action::TOKEN_DENIED,
             Outcome::Denied,
         )
-        .target(self.origin.actor.as_str())
+        .target(format!("caller:{}", self.origin.actor))
         .detail(json!({
             "endpoint": self.endpoint.path(),
             "rule": rule.as_str(),
