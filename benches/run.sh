@@ -2,7 +2,7 @@
 # `make bench`: asapd's benchmarks, all in one run so every ratio compares
 # numbers taken on the same machine minutes apart.
 #
-#   1. in-process JWT signing rate, one thread           (benches/sign.rs)
+#   1. in-process JWT signing rate, one thread and all cores (benches/sign.rs)
 #   2. audit group commit vs one commit per event        (benches/audit.rs)
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
@@ -131,8 +131,8 @@ if awk -v b="$busy" 'BEGIN {exit !(b > 0.2)}'; then
     echo "bench: warning: other processes use $busy cores right now; rates will be lower than on a quiet machine" >&2
 fi
 
-# --- 1. signing, one thread ---------------------------------------------------
-say "signing rate in process, one thread (benches/sign.rs)"
+# --- 1. signing, one thread and all cores ------------------------------------
+say "signing rate in process, one thread and all cores (benches/sign.rs)"
 $CARGO bench --locked --bench sign -- --secs 2 >"$RES/sign.json"
 cat "$RES/sign.json" >&2
 

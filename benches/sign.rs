@@ -1,24 +1,38 @@
-//! In-process JWT signing rate on one core (`make bench` runs this).
+//! In-process JWT signing rate, on one core and on all of them (`make bench`
+//! runs this).
 //!
-//! One thread, one key per algorithm, a fixed time per variant; prints one
-//! JSON object on stdout. Variants, for ES256 and RS256:
+//! One key per algorithm, a fixed time per variant; prints one JSON object
+//! on stdout. Variants, for ES256 and RS256, each on one thread:
 //!
 //! - `jwt_cached`: `jsonwebtoken::encode` with an `EncodingKey` built once.
 //! - `jwt_parse_per_call`: the `EncodingKey` rebuilt from DER inside the loop.
 //! - `asapd_kept`: asapd's own signing path, `crypto::JwsSigner` (an
 //!   aws-lc-rs key pair parsed once and kept, the header encoded once): the
-//!   "parsed key pair kept in memory" of DESIGN §8 and the sign rate of the
-//!   issuance ceiling.
+//!   "parsed key pair kept in memory" of DESIGN §8.
+//!
+//! and `asapd_kept_all_cores`: the same signer on N threads at once, N =
+//! `available_parallelism()`, each thread holding its own `Arc` handle of
+//! the one kept `JwsSigner` (as the server's workers do), all measured over
+//! the same `--secs` window after a common start. Its aggregate rate is the
+//! sign rate of the issuance ceiling, since the server signs on every core;
+//! the one-thread rate understates it by up to N times.
 //!
 //! The first two are expected to be close: jsonwebtoken 11's aws_lc_rs
 //! backend re-parses the private key inside every `encode` (EcdsaKeyPair::
 //! from_pkcs8 in its signer factory, RsaKeyPair::from_der in its RSA signer);
 //! an `EncodingKey` is only the DER bytes. That is why asapd signs through
-//! aws-lc-rs directly. Every variant's last token is verified, so a variant
-//! that signs garbage fails the bench instead of reporting a rate.
+//! aws-lc-rs directly. Every variant's last token (every thread's, for the
+//! all-cores variant) is verified, so a variant that signs garbage fails the
+//! bench instead of reporting a rate.
+//!
+//! JSON keys: `{ALG}_{variant}` (calls per wall-clock second) and
+//! `{ALG}_{variant}_per_cpu_s` (calls per second of the measuring threads'
+//! own CPU time, summed over threads); `threads` (1, the one-thread
+//! variants) and `all_cores_threads` (N).
 //!
 //! Usage: cargo bench --bench sign [-- --secs 2]
 
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use asapd::crypto::{JwsSigner, KeyPair};
@@ -69,24 +83,31 @@ fn thread_cpu_secs() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// What one variant measured.
+/// What one variant measured (on one thread, or summed over threads).
 struct Rate {
     /// Calls per wall-clock second.
     wall: f64,
-    /// Calls per second of this thread's CPU time: what an uncontended core
-    /// does, whatever else the machine was running meanwhile.
+    /// Calls per second of the measuring threads' CPU time: what an
+    /// uncontended core does, whatever else the machine was running meanwhile.
     cpu: Option<f64>,
-    last: String,
+    count: u64,
+    cpu_secs: Option<f64>,
+    /// The last token of each measuring thread.
+    last: Vec<String>,
 }
 
-/// Calls `f` for `secs` (after a short warm-up) and returns its rates and
-/// the last token produced.
-fn rate(secs: f64, mut f: impl FnMut(u64) -> String) -> Rate {
+/// Calls `f` for `secs` (after a short warm-up and, with `start`, after
+/// every other thread of the barrier has warmed up too) and returns its
+/// rates and the last token produced.
+fn rate(secs: f64, start: Option<&Barrier>, mut f: impl FnMut(u64) -> String) -> Rate {
     let warm = Instant::now();
     let mut n = 0u64;
     while warm.elapsed() < Duration::from_millis(300) {
         f(n);
         n += 1;
+    }
+    if let Some(barrier) = start {
+        barrier.wait();
     }
     let budget = Duration::from_secs_f64(secs);
     let cpu0 = thread_cpu_secs();
@@ -98,16 +119,69 @@ fn rate(secs: f64, mut f: impl FnMut(u64) -> String) -> Rate {
         count += 1;
     }
     let wall = count as f64 / start.elapsed().as_secs_f64();
-    let cpu = match (cpu0, thread_cpu_secs()) {
-        (Some(a), Some(b)) if b > a => Some(count as f64 / (b - a)),
+    let cpu_secs = match (cpu0, thread_cpu_secs()) {
+        (Some(a), Some(b)) if b > a => Some(b - a),
         _ => None,
     };
-    Rate { wall, cpu, last }
+    Rate {
+        wall,
+        cpu: cpu_secs.map(|c| count as f64 / c),
+        count,
+        cpu_secs,
+        last: vec![last],
+    }
+}
+
+/// `threads` threads signing with their own handle of the same kept signer
+/// over the same window: the summed rate (calls per wall-clock second, and
+/// per second of the threads' summed CPU time) and every thread's last token.
+fn rate_all_cores(secs: f64, threads: usize, signer: &Arc<JwsSigner>) -> Rate {
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads as u64)
+        .map(|t| {
+            let signer = Arc::clone(signer);
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                // Distinct jtis per thread, as the server's would be.
+                rate(secs, Some(&start), |n| {
+                    signer.sign(&claims((t << 48) + n)).unwrap()
+                })
+            })
+        })
+        .collect();
+    let rates: Vec<Rate> = handles
+        .into_iter()
+        .map(|h| h.join().expect("signing thread"))
+        .collect();
+    let count = rates.iter().map(|r| r.count).sum::<u64>();
+    let cpu_secs = rates
+        .iter()
+        .map(|r| r.cpu_secs)
+        .sum::<Option<f64>>()
+        .filter(|&c| c > 0.0);
+    Rate {
+        // Every thread measured the same window: their rates add up.
+        wall: rates.iter().map(|r| r.wall).sum(),
+        cpu: cpu_secs.map(|c| count as f64 / c),
+        count,
+        cpu_secs,
+        last: rates.into_iter().flat_map(|r| r.last).collect(),
+    }
 }
 
 fn record(out: &mut serde_json::Map<String, serde_json::Value>, key: String, r: &Rate) {
     out.insert(key.clone(), json!(r.wall.round()));
     out.insert(format!("{key}_per_cpu_s"), json!(r.cpu.map(f64::round)));
+}
+
+fn verify_all(r: &Rate, alg: jsonwebtoken::Algorithm, pem: &str, variant: &str) {
+    assert!(
+        !r.last.is_empty() && r.count > 0,
+        "{variant}: nothing signed"
+    );
+    for token in &r.last {
+        verify(token, alg, pem, variant);
+    }
 }
 
 fn verify(token: &str, alg: jsonwebtoken::Algorithm, pem: &str, variant: &str) {
@@ -136,6 +210,8 @@ fn main() {
     let mut out = serde_json::Map::new();
     out.insert("secs_per_variant".into(), json!(secs));
     out.insert("threads".into(), json!(1));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    out.insert("all_cores_threads".into(), json!(cores));
 
     for algorithm in [Algorithm::ES256, Algorithm::RS256] {
         let pair = KeyPair::generate(algorithm).expect("key generation");
@@ -163,25 +239,33 @@ fn main() {
 
         // 1. jsonwebtoken, EncodingKey built once.
         let cached = build_key(&jwt_der);
-        let r = rate(secs, |n| {
+        let r = rate(secs, None, |n| {
             jsonwebtoken::encode(&header, &claims(n), &cached).unwrap()
         });
-        verify(&r.last, jwt_alg, &pem, "jwt_cached");
+        verify_all(&r, jwt_alg, &pem, "jwt_cached");
         record(&mut out, format!("{name}_jwt_cached"), &r);
 
         // 2. jsonwebtoken, EncodingKey built from DER on every call.
-        let r = rate(secs, |n| {
+        let r = rate(secs, None, |n| {
             jsonwebtoken::encode(&header, &claims(n), &build_key(&jwt_der)).unwrap()
         });
-        verify(&r.last, jwt_alg, &pem, "jwt_parse_per_call");
+        verify_all(&r, jwt_alg, &pem, "jwt_parse_per_call");
         record(&mut out, format!("{name}_jwt_parse_per_call"), &r);
 
         // 3. asapd's signer: the key pair parsed once and kept.
         let kid = header.kid.clone().unwrap();
-        let signer = JwsSigner::new(kid, KeyPair::from_pkcs8_der(algorithm, &pkcs8).unwrap());
-        let r = rate(secs, |n| signer.sign(&claims(n)).unwrap());
-        verify(&r.last, jwt_alg, &pem, "asapd_kept");
+        let signer = Arc::new(JwsSigner::new(
+            kid,
+            KeyPair::from_pkcs8_der(algorithm, &pkcs8).unwrap(),
+        ));
+        let r = rate(secs, None, |n| signer.sign(&claims(n)).unwrap());
+        verify_all(&r, jwt_alg, &pem, "asapd_kept");
         record(&mut out, format!("{name}_asapd_kept"), &r);
+
+        // 4. The same signer on every core at once: the ceiling's sign rate.
+        let r = rate_all_cores(secs, cores, &signer);
+        verify_all(&r, jwt_alg, &pem, "asapd_kept_all_cores");
+        record(&mut out, format!("{name}_asapd_kept_all_cores"), &r);
         eprintln!("sign: {name} done");
     }
     println!("{}", serde_json::Value::Object(out));

@@ -1,11 +1,18 @@
 //! Running the real `asapd` binary, for what only a process shows: its
-//! logs, its exit on bad configuration, its restart.
+//! logs, its exit on bad configuration, its restart, `serve --dev` and TLS.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use asapd::crypto::MasterKey;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_asapd");
 
@@ -17,6 +24,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `asapd args…` with no `ASAPD_*` variable of the test's environment and
+/// nothing added.
+pub fn asapd_bare(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ASAPD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args);
+    cmd
+}
+
 /// A command with a clean `ASAPD_*` environment.
 pub fn asapd(
     args: &[&str],
@@ -24,14 +44,8 @@ pub fn asapd(
     database_url: &str,
     master_key: Option<&str>,
 ) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ASAPD_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args)
-        .arg("--data-dir")
+    let mut cmd = asapd_bare(args);
+    cmd.arg("--data-dir")
         .arg(data_dir)
         .arg("--database-url")
         .arg(database_url)
@@ -45,58 +59,135 @@ pub fn asapd(
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// stdout and stderr interleaved, stdout alone, stderr alone.
     output: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
 }
 
-fn capture(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn capture(mut from: impl Read + Send + 'static, into: [Arc<Mutex<String>>; 2]) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            into.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let text = String::from_utf8_lossy(&buf[..n]);
+            for sink in &into {
+                sink.lock().unwrap().push_str(&text);
+            }
         }
     });
 }
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Server {
     /// Starts `serve` and waits until /healthz answers.
     pub async fn start(data_dir: &Path, database_url: &str, master_key: &str) -> Server {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
-        let mut child = asapd(
+        let cmd = asapd(
             &["serve", "--listen", &listen],
             data_dir,
             database_url,
             Some(master_key),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn asapd");
+        );
+        Server::spawn(cmd, port).healthy().await
+    }
+
+    /// Spawns `cmd`, which is expected to listen on `port`, capturing its
+    /// output. Wait for it with [`Server::healthy`] or [`Server::healthy_https`].
+    pub fn spawn(mut cmd: Command, port: u16) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn asapd");
         let output = Arc::new(Mutex::new(String::new()));
-        capture(child.stdout.take().unwrap(), output.clone());
-        capture(child.stderr.take().unwrap(), output.clone());
-        let server = Server {
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        capture(
+            child.stdout.take().unwrap(),
+            [output.clone(), stdout.clone()],
+        );
+        capture(
+            child.stderr.take().unwrap(),
+            [output.clone(), stderr.clone()],
+        );
+        Server {
             child,
             port,
             output,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("http://127.0.0.1:{port}/healthz");
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until plain-HTTP /healthz answers on `port`; panics with the
+    /// output if the process exits first or takes too long.
+    pub async fn healthy(mut self) -> Server {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = self.url("/healthz");
         while Instant::now() < deadline {
             if reqwest::get(&url)
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return server;
+                return self;
             }
+            self.assert_running();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("asapd did not become healthy: {}", server.output());
+        panic!(
+            "asapd did not become healthy on port {}: {}",
+            self.port,
+            self.output()
+        );
+    }
+
+    /// Waits until /healthz answers over HTTPS on `port`, trusting only the
+    /// certificates in `ca` (blocking).
+    pub fn healthy_https(mut self, ca: &Path) -> Server {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match https(self.port, ca, "GET", "/healthz", None, None) {
+                Ok(res) if res.status == 200 => return self,
+                Ok(res) => last = format!("status {}", res.status),
+                Err(e) => last = e.to_string(),
+            }
+            self.assert_running();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "asapd did not answer HTTPS on port {} ({last}): {}",
+            self.port,
+            self.output()
+        );
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "asapd exited ({status}) before answering: {}",
+                self.output()
+            );
+        }
+    }
+
+    /// Waits until the interleaved output contains `needle` (what a
+    /// process prints after it starts answering may lag behind).
+    pub fn wait_for_output(&self, needle: &str) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.output().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("asapd never printed {needle:?}: {}", self.output());
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -105,6 +196,14 @@ impl Server {
 
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// SIGTERM, then wait for a graceful exit.
@@ -153,4 +252,337 @@ pub fn init_admin(data_dir: &Path, database_url: &str, master_key: &str) -> Stri
         serde_json::from_slice(&out.stdout).expect("init --json prints JSON");
     assert_eq!(creds["client_id"], "admin");
     creds["client_secret"].as_str().unwrap().to_owned()
+}
+
+/// Runs `cmd` to its end, which must come within 30 s (a start that was
+/// meant to fail but serves instead fails the test rather than hanging it).
+pub fn output_within(mut cmd: Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn asapd");
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    panic!(
+        "asapd did not exit: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An answer from [`https`].
+#[derive(Debug)]
+pub struct HttpsResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A minimal HTTPS/1.1 client (the dev-dependency reqwest has no TLS):
+/// one request on its own connection to 127.0.0.1:`port`, trusting only
+/// the certificates in the PEM file `ca`, checked for the name 127.0.0.1.
+pub fn https(
+    port: u16,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    json: Option<&str>,
+) -> std::io::Result<HttpsResponse> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(std::io::Error::other)? {
+        roots
+            .add(cert.map_err(std::io::Error::other)?)
+            .map_err(std::io::Error::other)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if let Some((user, password)) = basic {
+        let creds = STANDARD.encode(format!("{user}:{password}"));
+        request.push_str(&format!("Authorization: Basic {creds}\r\n"));
+    }
+    let body = json.unwrap_or("");
+    if json.is_some() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    tls.write_all(request.as_bytes())?;
+    tls.flush()?;
+
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A peer that closes without close_notify after a whole answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<HttpsResponse> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut rest = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        let mut body = Vec::new();
+        loop {
+            let eol = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("truncated chunk"))?;
+            let size = std::str::from_utf8(&rest[..eol])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+                .ok_or_else(|| bad("bad chunk size"))?;
+            if size == 0 {
+                break;
+            }
+            let chunk = rest
+                .get(eol + 2..eol + 2 + size)
+                .ok_or_else(|| bad("truncated chunk"))?;
+            body.extend_from_slice(chunk);
+            rest = rest.get(eol + 4 + size..).unwrap_or_default();
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    Ok(HttpsResponse {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// `serve --dev` alone on a fresh data dir: master key (0600), dev
+/// certificate, HTTPS with it, the first admin printed once and working.
+#[test]
+fn serve_dev_alone_bootstraps_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let cert = data.join("dev-cert.pem");
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--dev",
+        "--data-dir",
+        data_arg,
+        "--listen",
+        &listen,
+    ];
+    let server = Server::spawn(asapd_bare(&args), port);
+    // The certificate is written before the server listens; wait for it,
+    // then for HTTPS that only it can vouch for.
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !cert.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = server.healthy_https(&cert);
+    // Printed after the listener is up: the last line, on stderr.
+    server.wait_for_output("asapd --dev: serving");
+
+    let stdout = server.stdout();
+    let secret_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("client_secret:"))
+        .collect();
+    assert_eq!(secret_lines.len(), 1, "secret printed once: {stdout}");
+    let secret = secret_lines[0]
+        .trim_start_matches("client_secret:")
+        .trim()
+        .to_owned();
+    assert!(secret.starts_with("asapd_"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("client_id:") && l.trim_end().ends_with(" admin")),
+        "{stdout}"
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(&cert.display().to_string()),
+        "dev certificate path on stderr: {stderr}"
+    );
+    assert!(!stderr.contains(&secret), "the secret only on stdout");
+
+    let master_key = data.join("master.key");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&master_key).unwrap().permissions().mode()
+    };
+    assert_eq!(mode & 0o777, 0o600, "master.key is owner-only");
+    MasterKey::from_base64(&std::fs::read_to_string(&master_key).unwrap())
+        .expect("master.key holds a master key");
+
+    let callers = https(
+        port,
+        &cert,
+        "GET",
+        "/v1/admin/callers",
+        Some(("admin", &secret)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(callers.status, 200, "{}", callers.body);
+    assert!(callers.body.contains("\"admin\""), "{}", callers.body);
+    let wrong = https(
+        port,
+        &cert,
+        "GET",
+        "/v1/admin/callers",
+        Some(("admin", "asapd_wrong")),
+        None,
+    )
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    server.stop();
+
+    // Second start on the same data dir: same certificate, same key, the
+    // same admin, and no secret printed.
+    let cert_before = std::fs::read(&cert).unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--dev",
+        "--data-dir",
+        data_arg,
+        "--listen",
+        &listen,
+    ];
+    let server = Server::spawn(asapd_bare(&args), port).healthy_https(&cert);
+    server.wait_for_output("asapd --dev: serving");
+    let callers = https(
+        port,
+        &cert,
+        "GET",
+        "/v1/admin/callers",
+        Some(("admin", &secret)),
+        None,
+    )
+    .unwrap();
+    assert_eq!(callers.status, 200, "{}", callers.body);
+    let output = server.stop();
+    assert!(!output.contains("client_secret"), "{output}");
+    assert!(!output.contains(&secret), "{output}");
+    assert_eq!(std::fs::read(&cert).unwrap(), cert_before);
+}
+
+/// A self-signed certificate for 127.0.0.1 written to `dir`; (cert, key).
+fn operator_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = dir.join(format!("{name}-cert.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// `--tls-cert`/`--tls-key`: HTTPS with exactly that certificate; one
+/// without the other stops the start and names both flags.
+#[tokio::test]
+async fn operator_certificate_serves_https_and_half_a_pair_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_database_url(dir.path()).await;
+    let master = MasterKey::generate_base64();
+    let (cert, key) = operator_certificate(dir.path(), "op");
+    let (other_cert, _) = operator_certificate(dir.path(), "other");
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let secret = init_admin(dir.path(), &db, &master);
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--listen",
+        &listen,
+        "--tls-cert",
+        cert_arg,
+        "--tls-key",
+        key_arg,
+    ];
+    let cmd = asapd(&args, dir.path(), &db, Some(&master));
+    // Blocking calls: this test's runtime has nothing else to run.
+    let server = Server::spawn(cmd, port).healthy_https(&cert);
+    let res = https(
+        port,
+        &cert,
+        "GET",
+        "/v1/admin/callers",
+        Some(("admin", &secret)),
+        None,
+    );
+    let other = https(port, &other_cert, "GET", "/healthz", None, None);
+    let plain = https(port, &cert, "GET", "/healthz", None, None);
+    let res = res.unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(plain.unwrap().status, 200);
+    assert!(
+        other.is_err(),
+        "a client trusting another certificate must refuse: {other:?}"
+    );
+    assert!(
+        reqwest::get(server.url("/healthz")).await.is_err(),
+        "no plain HTTP on the TLS port"
+    );
+    assert!(
+        !dir.path().join("dev-cert.pem").exists(),
+        "no dev certificate"
+    );
+    server.stop();
+
+    for dev in [false, true] {
+        for (flag, file) in [("--tls-cert", cert_arg), ("--tls-key", key_arg)] {
+            let mut args = vec!["serve", "--listen", "127.0.0.1:0", flag, file];
+            if dev {
+                args.push("--dev");
+            }
+            let out = output_within(asapd(&args, dir.path(), &db, Some(&master)));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "only {flag} (dev: {dev}): {stderr}");
+            assert!(
+                stderr.contains("--tls-cert") && stderr.contains("--tls-key"),
+                "only {flag} (dev: {dev}): {stderr}"
+            );
+        }
+    }
 }

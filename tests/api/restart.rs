@@ -1,6 +1,7 @@
 //! Restarts keep every key; a wrong or missing master key stops the start.
 
 use asapd::crypto::MasterKey;
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -14,6 +15,38 @@ async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
     (res.status(), res.text().await.unwrap())
 }
 
+/// A token for audience "b" from `POST /v1/tokens` as `name`.
+async fn token(server: &Server, name: &str, secret: &str) -> String {
+    let res = reqwest::Client::new()
+        .post(server.url("/v1/tokens"))
+        .basic_auth(name, Some(secret))
+        .json(&json!({"audience": "b"}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "token for {name}: {body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+/// Verifies `token` against `pem` with `alg` (never the token's own), as
+/// an ASAP verifier holding a cached public key would.
+fn verify_with(token: &str, pem: &str, alg: Algorithm) -> Value {
+    let key = match alg {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
+        _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
+    }
+    .unwrap();
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&["b"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    decode::<Value>(token, &key, &validation)
+        .expect("token verifies with the key published before the restart")
+        .claims
+}
+
 #[tokio::test]
 async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,30 +56,50 @@ async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
     let client = reqwest::Client::new();
 
     let server = Server::start(dir.path(), &db, &key).await;
-    let mut kids = Vec::new();
+    let res = client
+        .post(server.url("/v1/admin/groups"))
+        .basic_auth("admin", Some(&secret))
+        .json(&json!({"name": "g-b", "audiences": ["b"], "max_lifetime": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut callers = Vec::new();
     for (name, alg) in [("svc-ec", "ES256"), ("svc-rsa", "RS256")] {
         let res = client
             .post(server.url("/v1/admin/callers"))
             .basic_auth("admin", Some(&secret))
-            .json(&json!({"name": name, "algorithm": alg}))
+            .json(&json!({"name": name, "algorithm": alg, "groups": ["g-b"]}))
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
         let body: Value = res.json().await.unwrap();
-        kids.push(body["kid"].as_str().unwrap().to_owned());
+        let kid = body["kid"].as_str().unwrap().to_owned();
+        let caller_secret = body["client_secret"].as_str().unwrap().to_owned();
+        callers.push((name, alg.parse::<Algorithm>().unwrap(), caller_secret, kid));
     }
     let mut before = Vec::new();
-    for kid in &kids {
-        before.push(pem(&server, kid).await);
+    for (_, _, _, kid) in &callers {
+        let (status, body) = pem(&server, kid).await;
+        assert_eq!(status, StatusCode::OK);
+        before.push((status, body));
     }
     server.stop();
 
     // Same key: every key is still served, unchanged, and the ring (which
-    // decrypts every active private key at start) loaded.
+    // decrypts every active private key at start) loaded: tokens are
+    // signed with the same key, verifiable with the PEM a verifier cached
+    // before the restart.
     let server = Server::start(dir.path(), &db, &key).await;
-    for (kid, expected) in kids.iter().zip(&before) {
+    for ((name, alg, caller_secret, kid), expected) in callers.iter().zip(&before) {
         assert_eq!(&pem(&server, kid).await, expected);
+        let token = token(&server, name, caller_secret).await;
+        let header = decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()), "{name}");
+        assert_eq!(header.alg, *alg, "{name}");
+        let claims = verify_with(&token, &expected.1, *alg);
+        assert_eq!(claims["iss"], *name);
     }
     let res = client
         .post(server.url("/v1/admin/callers/svc-rsa/keys/rotate"))

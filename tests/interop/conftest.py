@@ -45,8 +45,9 @@ class Asapd:
         return ssl.create_default_context(cafile=self.cert)
 
 
-# asapd reads ASAPD_* from the environment (and refuses names it does not
-# know, like ASAPD_BIN or ASAPD_TEST_POSTGRES_URL): configure it by flags only.
+# asapd reads ASAPD_* from the environment (and warns about names it does
+# not know, like ASAPD_BIN or ASAPD_TEST_POSTGRES_URL): keep the test
+# harness's own ASAPD_* variables away from it and configure it by flags only.
 ASAPD_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ASAPD_")}
 
 
@@ -113,34 +114,6 @@ def wait_healthy(server, base, cert: Path, log_path: Path, timeout=30):
         time.sleep(0.2)
     pytest.fail(f"asapd not healthy at {base}/healthz within {timeout}s ({last}):\n"
                 f"{log_path.read_text()}")
-
-
-@pytest.fixture(scope="module")
-def kid_for(asapd):
-    """kid_for(ALG) -> the kid of caller svc-<alg>'s first key, created once."""
-    r = asapd.admin.post(
-        asapd.base + "/v1/admin/groups",
-        json={"name": "g1", "audiences": ["svc-b"], "max_lifetime": 600},
-        timeout=30,
-    )
-    assert r.status_code == 201, f"create group: {r.status_code} {r.text}"
-    kids = {}
-
-    def kid_for(alg):
-        if alg not in kids:
-            name = f"svc-{alg.lower()}"
-            r = asapd.admin.post(
-                asapd.base + "/v1/admin/callers",
-                json={"name": name, "groups": ["g1"], "algorithm": alg},
-                timeout=KEYGEN_TIMEOUT,
-            )
-            assert r.status_code == 201, f"create caller {name}: {r.status_code} {r.text}"
-            kid = r.json()["kid"]
-            assert re.fullmatch(rf"{name}/[\w.\-+]+", kid), f"kid {kid!r} is not {name}/<key-name>"
-            kids[alg] = kid
-        return kids[alg]
-
-    return kid_for
 
 
 @dataclass
