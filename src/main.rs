@@ -1,11 +1,13 @@
 //! The `asapd` command line: a thin layer over the library.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use asapd::client;
 use asapd::clock::Clock;
 use asapd::config::{CliOverrides, Settings};
 use asapd::service::bootstrap;
@@ -44,6 +46,63 @@ enum Command {
     Migrate(ConfigArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Ask a running asapd for a token, as a caller; prints the token.
+    Token(TokenArgs),
+    /// Check a token as an ASAP verifier does, against a key repository;
+    /// prints its claims, or why it is refused (exit 1).
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// Base URL of the asapd.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    url: String,
+    /// The caller's name.
+    #[arg(long, env = "ASAPD_CLIENT_ID")]
+    client_id: String,
+    /// The caller's secret. Prefer the environment: flags show in `ps`.
+    #[arg(long, env = "ASAPD_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// Audience; repeat for several.
+    #[arg(long = "audience", required = true)]
+    audiences: Vec<String>,
+    /// Lifetime in seconds [default: the server's].
+    #[arg(long)]
+    lifetime: Option<u32>,
+    /// A subject other than the caller (needs a grant that allows it).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Extra CA certificate to trust (PEM), e.g. data/dev-cert.pem.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Print the whole JSON answer, not just the token.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Key repository base URL; the kid is appended literally.
+    #[arg(long, default_value = "https://127.0.0.1:8443/v1/keys/")]
+    repository: String,
+    /// The verifier's name: the token's aud must contain it.
+    #[arg(long)]
+    audience: String,
+    /// Accepted issuer; repeat for several [default: any].
+    #[arg(long = "issuer")]
+    issuers: Vec<String>,
+    /// Accept a sub other than iss.
+    #[arg(long)]
+    allow_subject: bool,
+    /// Clock skew tolerated, in seconds.
+    #[arg(long, default_value_t = 0)]
+    leeway: u64,
+    /// Extra CA certificate to trust (PEM), e.g. data/dev-cert.pem.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// The token; `-` or nothing reads it from standard input.
+    token: Option<String>,
 }
 
 /// Flags shared by every command that touches the database.
@@ -117,6 +176,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi => {
             print!("{}", asapd::http::openapi::spec_json());
+        }
+        Command::Token(args) => {
+            let client = client::http_client(args.cacert.as_deref())?;
+            let answer = client::token::request(
+                &client,
+                &client::token::TokenRequest {
+                    url: &args.url,
+                    client_id: &args.client_id,
+                    client_secret: &args.client_secret,
+                    audiences: &args.audiences,
+                    lifetime: args.lifetime,
+                    subject: args.subject.as_deref(),
+                },
+            )
+            .await?;
+            if args.json {
+                println!("{answer}");
+            } else {
+                println!("{}", answer["token"].as_str().unwrap_or_default());
+            }
+        }
+        Command::Verify(args) => {
+            let token = match args.token.as_deref() {
+                Some(t) if t != "-" => t.to_owned(),
+                _ => {
+                    let mut t = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut t)
+                        .context("reading the token from standard input")?;
+                    t
+                }
+            };
+            let client = client::http_client(args.cacert.as_deref())?;
+            let expect = client::verify::Expectations {
+                repository: &args.repository,
+                audience: &args.audience,
+                issuers: &args.issuers,
+                allow_subject: args.allow_subject,
+                leeway: args.leeway,
+            };
+            match client::verify::verify(&client, token.trim(), &expect).await {
+                Ok(claims) => println!("{claims}"),
+                Err(e) => {
+                    eprintln!("invalid: {e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
         }
         Command::Migrate(args) => {
             let settings = args.load()?;

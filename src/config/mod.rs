@@ -134,6 +134,9 @@ const KNOWN_ENV: &[&str] = &[
     "AUDIT__PRUNE_INTERVAL_SECS",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
+    // Read by `asapd token`.
+    "CLIENT_ID",
+    "CLIENT_SECRET",
 ];
 
 impl Settings {
@@ -226,7 +229,13 @@ impl Settings {
 }
 
 /// Known variables that are read elsewhere, not settings.
-const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "TEST_POSTGRES_URL"];
+const NOT_SETTINGS: &[&str] = &[
+    "CONFIG",
+    "LOG",
+    "TEST_POSTGRES_URL",
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+];
 
 /// `key` is a variable name without the prefix, in any case.
 fn is_setting_variable(key: &str) -> bool {

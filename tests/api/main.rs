@@ -5,6 +5,7 @@ mod admin_bearer;
 mod audit;
 mod bad_input;
 mod callers;
+mod cli_client;
 mod config_layers;
 mod groups;
 mod helpers;

@@ -1,0 +1,185 @@
+//! `asapd verify`: checks a token as an ASAP verifier does (DESIGN §1):
+//! the key fetched by kid from a key repository, the signature with that
+//! key, and the ASAP claim rules. Useful to see why a service refuses a
+//! token, or to check a deployment end to end.
+
+use std::collections::HashSet;
+
+use anyhow::{anyhow, bail, Context};
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::domain::algorithm::{Algorithm, KeyType};
+use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
+use crate::domain::kid::Kid;
+
+/// What the token must satisfy besides its signature.
+pub struct Expectations<'a> {
+    /// Key repository base URL, ending in `/` (`https://host/v1/keys/`).
+    pub repository: &'a str,
+    /// The verifier's own name: `aud` must contain it.
+    pub audience: &'a str,
+    /// Accepted issuers; empty accepts any.
+    pub issuers: &'a [String],
+    /// Accept `sub` other than `iss` (atlassian-jwt-auth refuses it unless
+    /// configured to).
+    pub allow_subject: bool,
+    /// Seconds of clock skew tolerated (atlassian-jwt-auth: 0 by default).
+    pub leeway: u64,
+}
+
+/// The claims of a valid token.
+pub async fn verify(
+    client: &reqwest::Client,
+    token: &str,
+    expect: &Expectations<'_>,
+) -> anyhow::Result<Value> {
+    let header = decode_header(token).context("not a signed JWT")?;
+    let algorithm = Algorithm::ALL
+        .into_iter()
+        .find(|a| a.to_jwt() == header.alg)
+        .ok_or_else(|| anyhow!("alg {:?} is not an ASAP algorithm", header.alg))?;
+    let kid = header.kid.ok_or_else(|| anyhow!("the header has no kid"))?;
+    let kid = Kid::parse(&kid).map_err(|e| anyhow!("kid {kid:?}: {}", e.message))?;
+    let pem = fetch_key(client, expect.repository, &kid).await?;
+    let key = match algorithm.key_type() {
+        KeyType::Rsa { .. } => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        KeyType::P256 | KeyType::P384 => DecodingKey::from_ec_pem(pem.as_bytes()),
+    }
+    .with_context(|| format!("the key of {kid} is not a {algorithm} public key"))?;
+
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&[expect.audience]);
+    validation.set_required_spec_claims(&["iss", "aud", "exp", "iat", "jti"]);
+    validation.validate_nbf = true;
+    validation.leeway = expect.leeway;
+    let claims = decode::<Value>(token, &key, &validation)
+        .map_err(|e| anyhow!("rejected: {e}"))?
+        .claims;
+    check_asap_claims(&kid, &claims, expect)?;
+    Ok(claims)
+}
+
+/// `GET <repository><kid>`, the kid's `/` literal, as atlassian-jwt-auth's
+/// `HTTPSPublicKeyRetriever` does.
+async fn fetch_key(
+    client: &reqwest::Client,
+    repository: &str,
+    kid: &Kid,
+) -> anyhow::Result<String> {
+    let url = format!("{repository}{kid}");
+    let res = client
+        .get(&url)
+        .header("accept", "application/x-pem-file")
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !res.status().is_success() {
+        bail!(
+            "GET {url}: {} (an unknown, revoked or expired key)",
+            res.status()
+        );
+    }
+    res.text().await.with_context(|| format!("reading {url}"))
+}
+
+/// The ASAP rules jsonwebtoken does not know (DESIGN §1).
+fn check_asap_claims(kid: &Kid, claims: &Value, expect: &Expectations<'_>) -> anyhow::Result<()> {
+    let text = |name: &str| claims[name].as_str();
+    let iss = text("iss").ok_or_else(|| anyhow!("iss is not a string"))?;
+    if kid.caller() != iss {
+        bail!("the kid {kid} does not start with the issuer {iss}/");
+    }
+    if !expect.issuers.is_empty() && !expect.issuers.iter().any(|i| i == iss) {
+        bail!("issuer {iss} is not one of the accepted issuers");
+    }
+    if let Some(sub) = claims.get("sub") {
+        let sub = sub.as_str().ok_or_else(|| anyhow!("sub is not a string"))?;
+        if sub != iss && !expect.allow_subject {
+            bail!("sub {sub} differs from iss {iss} (allow it with --allow-subject)");
+        }
+    }
+    if text("jti").is_none_or(str::is_empty) {
+        bail!("jti is missing or empty");
+    }
+    let number = |name: &str| {
+        claims[name]
+            .as_i64()
+            .ok_or_else(|| anyhow!("{name} is not a whole number"))
+    };
+    let (iat, exp) = (number("iat")?, number("exp")?);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if iat > now + expect.leeway as i64 {
+        bail!("iat is {}s in the future", iat - now);
+    }
+    if exp - iat > i64::from(MAX_TOKEN_LIFETIME_SECS) {
+        bail!(
+            "the token lives {}s; ASAP allows at most {MAX_TOKEN_LIFETIME_SECS}s",
+            exp - iat
+        );
+    }
+    let audiences: HashSet<&str> = match &claims["aud"] {
+        Value::String(a) => [a.as_str()].into(),
+        Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+        _ => bail!("aud is neither a string nor a list"),
+    };
+    if !audiences.contains(expect.audience) {
+        bail!("the token is not for {}", expect.audience);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn expect(allow_subject: bool, issuers: &[String]) -> Expectations<'_> {
+        Expectations {
+            repository: "https://x/v1/keys/",
+            audience: "svc-b",
+            issuers,
+            allow_subject,
+            leeway: 0,
+        }
+    }
+
+    fn claims() -> Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        json!({"iss": "svc-a", "sub": "svc-a", "aud": ["svc-b"], "jti": "j",
+               "iat": now, "exp": now + 60})
+    }
+
+    #[test]
+    fn asap_rules_beyond_the_signature() {
+        let kid = Kid::parse("svc-a/k1").unwrap();
+        let ok = claims();
+        check_asap_claims(&kid, &ok, &expect(false, &[])).unwrap();
+
+        let foreign = Kid::parse("svc-x/k1").unwrap();
+        assert!(check_asap_claims(&foreign, &ok, &expect(false, &[])).is_err());
+        let only_c = ["svc-c".to_owned()];
+        assert!(check_asap_claims(&kid, &ok, &expect(false, &only_c)).is_err());
+
+        let mut other_sub = claims();
+        other_sub["sub"] = json!("user-1");
+        assert!(check_asap_claims(&kid, &other_sub, &expect(false, &[])).is_err());
+        check_asap_claims(&kid, &other_sub, &expect(true, &[])).unwrap();
+
+        let mut long = claims();
+        long["exp"] = json!(long["iat"].as_i64().unwrap() + 3601);
+        assert!(check_asap_claims(&kid, &long, &expect(false, &[])).is_err());
+
+        let mut future = claims();
+        future["iat"] = json!(future["iat"].as_i64().unwrap() + 30);
+        assert!(check_asap_claims(&kid, &future, &expect(false, &[])).is_err());
+
+        let mut elsewhere = claims();
+        elsewhere["aud"] = json!("svc-z");
+        assert!(check_asap_claims(&kid, &elsewhere, &expect(false, &[])).is_err());
+
+        let mut no_jti = claims();
+        no_jti["jti"] = json!("");
+        assert!(check_asap_claims(&kid, &no_jti, &expect(false, &[])).is_err());
+    }
+}

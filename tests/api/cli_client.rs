@@ -1,0 +1,166 @@
+//! `asapd token` and `asapd verify`: the client helpers, against a real
+//! `serve --dev` over HTTPS.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::process::{asapd_bare, free_port, Server};
+
+/// `serve --dev` on a fresh data dir; the server and the admin's secret.
+fn dev_server(data: &Path) -> (Server, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let data_arg = data.to_str().unwrap();
+    let args = [
+        "serve",
+        "--dev",
+        "--data-dir",
+        data_arg,
+        "--listen",
+        &listen,
+    ];
+    let server = Server::spawn(asapd_bare(&args), port);
+    let cert = data.join("dev-cert.pem");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cert.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = server.healthy_https(&cert);
+    server.wait_for_output("asapd --dev: serving");
+    let secret = server
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret:"))
+        .expect("the admin secret on stdout")
+        .trim()
+        .to_owned();
+    (server, secret)
+}
+
+fn run(mut cmd: std::process::Command) -> Output {
+    cmd.output().expect("run asapd")
+}
+
+#[tokio::test]
+async fn token_and_verify_work_against_a_dev_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin_secret) = dev_server(dir.path());
+    let cert = dir.path().join("dev-cert.pem");
+    let cert_arg = cert.to_str().unwrap();
+    let base = format!("https://127.0.0.1:{}", server.port);
+    let repository = format!("{base}/v1/keys/");
+    let http = asapd::client::http_client(Some(&cert)).unwrap();
+
+    let admin_post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .basic_auth("admin", Some(&admin_secret))
+            .json(&body)
+            .send()
+    };
+    let res = admin_post(
+        "/v1/admin/groups",
+        json!({"name": "g", "audiences": ["svc-b"], "max_lifetime": 600}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let caller: Value = admin_post(
+        "/v1/admin/callers",
+        json!({"name": "svc-a", "groups": ["g"], "algorithm": "PS256"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let secret = caller["client_secret"].as_str().unwrap().to_owned();
+    let kid = caller["kid"].as_str().unwrap().to_owned();
+
+    // asapd token: the secret from the environment, the token on stdout.
+    let token_cmd = |secret: &str| {
+        let mut cmd = asapd_bare(&[
+            "token",
+            "--url",
+            &base,
+            "--client-id",
+            "svc-a",
+            "--audience",
+            "svc-b",
+            "--lifetime",
+            "120",
+            "--cacert",
+            cert_arg,
+        ]);
+        cmd.env("ASAPD_CLIENT_SECRET", secret);
+        run(cmd)
+    };
+    let out = token_cmd(&secret);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+
+    // asapd verify: the claims of a good token, exit 0.
+    let verify = |token: &str, extra: &[&str]| {
+        let mut args = vec!["verify", "--repository", &repository, "--cacert", cert_arg];
+        args.extend_from_slice(extra);
+        args.push(token);
+        run(asapd_bare(&args))
+    };
+    let out = verify(&token, &["--audience", "svc-b", "--issuer", "svc-a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claims["iss"], "svc-a");
+    assert_eq!(claims["aud"], "svc-b");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+
+    // Refusals: exit 1 with the reason.
+    for extra in [
+        &["--audience", "svc-z"][..],
+        &["--audience", "svc-b", "--issuer", "svc-x"][..],
+    ] {
+        let out = verify(&token, extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("invalid:"), "{stderr}");
+    }
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let out = verify(&tampered, &["--audience", "svc-b"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A wrong secret: the server's refusal, never the secret, non-zero.
+    let out = token_cmd("asapd_wrong");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(!stderr.contains("asapd_wrong"), "{stderr}");
+
+    // Once the key is revoked, the repository answers 404 and verify says so.
+    let res = http
+        .post(format!("{base}/v1/admin/keys/{kid}/revoke"))
+        .basic_auth("admin", Some(&admin_secret))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let out = verify(&token, &["--audience", "svc-b"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("404"), "{stderr}");
+    server.stop();
+}
