@@ -3,33 +3,14 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::process::{asapd_bare, free_port, Server};
+use crate::process::{asapd_bare, start_dev_server, Server};
 
 /// `serve --dev` on a fresh data dir; the server and the admin's secret.
 fn dev_server(data: &Path) -> (Server, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let data_arg = data.to_str().unwrap();
-    let args = [
-        "serve",
-        "--dev",
-        "--data-dir",
-        data_arg,
-        "--listen",
-        &listen,
-    ];
-    let server = Server::spawn(asapd_bare(&args), port);
-    let cert = data.join("dev-cert.pem");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cert.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let server = server.healthy_https(&cert);
-    server.wait_for_output("asapd --dev: serving");
+    let server = start_dev_server(data);
     let secret = server
         .stdout()
         .lines()

@@ -390,15 +390,12 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpsResponse> {
 
 /// `serve --dev` alone on a fresh data dir: master key (0600), dev
 /// certificate, HTTPS with it, the first admin printed once and working.
-#[test]
-fn serve_dev_alone_bootstraps_everything_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_arg = data.to_str().unwrap();
-    let cert = data.join("dev-cert.pem");
-
+/// `serve --dev` on `data` and a free port, answering HTTPS with its own
+/// certificate, past its last start-up line.
+pub fn start_dev_server(data: &Path) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let data_arg = data.to_str().unwrap();
     let args = [
         "serve",
         "--dev",
@@ -410,6 +407,7 @@ fn serve_dev_alone_bootstraps_everything_once() {
     let server = Server::spawn(asapd_bare(&args), port);
     // The certificate is written before the server listens; wait for it,
     // then for HTTPS that only it can vouch for.
+    let cert = data.join("dev-cert.pem");
     let deadline = Instant::now() + START_TIMEOUT;
     while !cert.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -417,6 +415,18 @@ fn serve_dev_alone_bootstraps_everything_once() {
     let server = server.healthy_https(&cert);
     // Printed after the listener is up: the last line, on stderr.
     server.wait_for_output("asapd --dev: serving");
+    server
+}
+
+#[test]
+fn serve_dev_alone_bootstraps_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let cert = data.join("dev-cert.pem");
+
+    let server = start_dev_server(&data);
+    let port = server.port;
 
     let stdout = server.stdout();
     let secret_lines: Vec<&str> = stdout
