@@ -106,8 +106,8 @@ add(f"- Load: wrk {machine.get('wrk')}, {machine.get('threads')} threads, "
     "machine would show, and both sides of each ratio carry the same handicap.")
 add(f"- nginx {machine.get('nginx')} (2 workers, access_log off, sendfile on, keep-alive not cut "
     "by request count); PostgreSQL "
-    f"{machine.get('postgres', 'n/a (not started)')}; SQLite in WAL mode with synchronous=NORMAL "
-    "(asapd's setting: no fsync per commit).")
+    f"{machine.get('postgres', 'n/a (not started)')}; SQLite in WAL mode with synchronous=FULL "
+    "(asapd's setting: one fsync per commit, i.e. per audit batch).")
 add("- Every response is checked (status exactly 200, body contains the expected text) by "
     "`benches/wrk/checked.lua`; a row with errors is marked and its ratio is not computed.")
 add("- CPU column: average cores used during the measured run by the server (`srv`), PostgreSQL "
@@ -271,7 +271,7 @@ add("")
 add("| database | 1 writer, 1 commit per event | 64 writers, 1 commit per event each | "
     "64 writers, group commit (`Auditor`) | mean batch | commits/s | mean commit | group / single |")
 add("|---|---:|---:|---:|---:|---:|---:|---:|")
-for db, label in (("sqlite", "SQLite (WAL, synchronous=NORMAL)"), ("postgres", "PostgreSQL (fsync on)")):
+for db, label in (("sqlite", "SQLite (WAL, synchronous=FULL)"), ("postgres", "PostgreSQL (fsync on)")):
     a = audit.get(db)
     if not a:
         add(f"| {label} | n/a | | | | | | |")

@@ -11,13 +11,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// Makes aws-lc-rs the process's rustls provider, once. reqwest is built
+/// without a provider of its own (it would bring ring next to the
+/// server's aws-lc-rs) and refuses to build a client until one is set.
+pub fn install_crypto_provider() {
+    // Err only means one is installed already, which is as good.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// An HTTP client that trusts the system's roots and, if given, `cacert`
 /// (the dev certificate of `serve --dev`, a private CA). Redirects are not
 /// followed: ASAP verifiers do not follow them either.
 pub fn http_client(cacert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    // reqwest is built without a crypto provider of its own: use the one
-    // the server already links (aws-lc-rs) instead of pulling in ring.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))

@@ -16,7 +16,7 @@ use crate::process::{asapd, free_port, init_admin, output_within, Server};
 /// Creates caller `name` without an algorithm (so the configured default
 /// applies) and returns the algorithm of its key as published in the JWKS.
 async fn default_algorithm_of_a_new_caller(server: &Server, admin: &str, name: &str) -> String {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let res = client
         .post(server.url("/v1/admin/callers"))
         .basic_auth("admin", Some(admin))
@@ -143,7 +143,7 @@ async fn master_key_file_from_the_environment_over_the_file() {
     let mut cmd = asapd(&["serve", "--listen", &listen(port)], dir.path(), &db, None);
     cmd.env("ASAPD_MASTER_KEY_FILE", &right);
     let server = serve(cmd, port).await;
-    let res = reqwest::Client::new()
+    let res = crate::helpers::http()
         .get(server.url("/v1/admin/callers"))
         .basic_auth("admin", Some(&admin))
         .send()

@@ -110,7 +110,7 @@ pub async fn spawn_app_with_clock(clock: Clock, customise: impl FnOnce(&mut Sett
     });
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
+        client: http(),
         admin_secret: creds.client_secret,
         state,
         database_url,
@@ -219,4 +219,11 @@ pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
     assert!(!body["title"].as_str().unwrap().is_empty());
     assert!(!body["detail"].as_str().unwrap().is_empty());
     body
+}
+
+/// A plain reqwest client. asapd's reqwest has rustls without a crypto
+/// provider of its own: install the server's (aws-lc-rs) first.
+pub fn http() -> reqwest::Client {
+    asapd::client::install_crypto_provider();
+    reqwest::Client::new()
 }

@@ -298,3 +298,45 @@ async fn keys_of_unknown_callers_and_kids_are_404() {
         .await;
     assert_problem(res, StatusCode::NOT_FOUND).await;
 }
+
+/// An unexpected fault (here: a corrupt row) is an opaque 500: a generic
+/// detail with the request id to find the logged cause, nothing internal.
+#[tokio::test]
+async fn an_unexpected_fault_is_an_opaque_500_with_the_request_id() {
+    let app = crate::helpers::spawn_app().await;
+    let created = app
+        .create_caller(serde_json::json!({"name": "svc-a"}))
+        .await;
+    let kid = created["kid"].as_str().unwrap();
+    {
+        let mut conn = app.state.store.acquire().await.unwrap();
+        sqlx::query("UPDATE keys SET algorithm = $1 WHERE kid = $2")
+            .bind("XY999-corrupt")
+            .bind(kid)
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let res = app
+        .admin(reqwest::Method::GET, &format!("/v1/admin/keys/{kid}"))
+        .header("x-request-id", "req-opaque-500")
+        .send()
+        .await
+        .unwrap();
+    let body =
+        crate::helpers::assert_problem(res, reqwest::StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(body["request_id"], "req-opaque-500");
+    assert_eq!(body["type"], "urn:asapd:problem:internal");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("request id"), "{detail}");
+    assert!(
+        !detail.contains("XY999") && !detail.contains("corrupt"),
+        "{detail}"
+    );
+    // The rest of the service is unaffected.
+    assert!(app
+        .admin_get("/v1/admin/callers")
+        .await
+        .status()
+        .is_success());
+}

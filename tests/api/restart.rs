@@ -17,7 +17,7 @@ async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
 
 /// A token for audience "b" from `POST /v1/tokens` as `name`.
 async fn token(server: &Server, name: &str, secret: &str) -> String {
-    let res = reqwest::Client::new()
+    let res = crate::helpers::http()
         .post(server.url("/v1/tokens"))
         .basic_auth(name, Some(secret))
         .json(&json!({"audience": "b"}))
@@ -53,7 +53,7 @@ async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
     let db = fresh_database_url(dir.path()).await;
     let key = MasterKey::generate_base64();
     let secret = init_admin(dir.path(), &db, &key);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
 
     let server = Server::start(dir.path(), &db, &key).await;
     let res = client

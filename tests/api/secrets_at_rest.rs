@@ -105,7 +105,7 @@ async fn no_secret_or_private_key_in_database_responses_or_log() {
     let key = MasterKey::generate_base64();
     let admin = init_admin(dir.path(), &db, &key);
     let server = Server::start(dir.path(), &db, &key).await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let mut responses = Vec::<u8>::new();
     let mut needles = vec![("admin secret".to_owned(), admin.clone().into_bytes())];
 
