@@ -54,10 +54,23 @@ pub async fn verify(
     validation.validate_nbf = true;
     validation.leeway = expect.leeway;
     let claims = decode::<Value>(token, &key, &validation)
-        .map_err(|e| anyhow!("rejected: {e}"))?
+        .map_err(|e| anyhow!("{}", rejection(&e, expect.audience)))?
         .claims;
     check_asap_claims(&kid, &claims, expect)?;
     Ok(claims)
+}
+
+/// Why jsonwebtoken refused the token, in a verifier's words.
+fn rejection(e: &jsonwebtoken::errors::Error, audience: &str) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => "bad signature: not signed by the key of its kid".into(),
+        K::ExpiredSignature => "expired (exp is past)".into(),
+        K::ImmatureSignature => "not valid yet (nbf is in the future)".into(),
+        K::InvalidAudience => format!("the token is not for {audience} (aud)"),
+        K::MissingRequiredClaim(claim) => format!("the claim {claim} is missing"),
+        _ => format!("malformed token: {e}"),
+    }
 }
 
 /// `GET <repository><kid>`, the kid's `/` literal, as atlassian-jwt-auth's

@@ -118,11 +118,19 @@ async fn token_and_verify_work_against_a_dev_server() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with("invalid:"), "{stderr}");
     }
+    let out = verify(&token, &["--audience", "svc-z"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not for svc-z"), "{stderr}");
+    // One character inside the signature (the last one may hold only
+    // padding bits): every bit of it counts.
+    let at = token.rfind('.').unwrap() + 5;
     let mut tampered = token.clone();
-    tampered.pop();
-    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    tampered.replace_range(at..=at, swapped);
     let out = verify(&tampered, &["--audience", "svc-b"]);
     assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad signature"), "{stderr}");
 
     // A wrong secret: the server's refusal, never the secret, non-zero.
     let out = token_cmd("asapd_wrong");
