@@ -4,8 +4,8 @@
 #   bash benches/profile.sh keys|healthz|tokens [SECONDS]
 #
 # Starts the release binary on a fresh SQLite dir (127.0.0.1, plain HTTP),
-# creates one ES256 caller, loads the endpoint with wrk (2 threads, 64
-# connections) and samples asapd with `perf record -e cpu-clock` (a software
+# creates one caller (ES256, or PROFILE_ALG for `tokens`), loads the
+# endpoint with wrk (2 threads, 64 connections) and samples asapd with `perf record -e cpu-clock` (a software
 # event: works in VMs without hardware counters) with DWARF call graphs,
 # because the release build has no frame pointers. Prints the functions
 # with the largest inclusive share ("children") of asapd's samples.
@@ -35,11 +35,13 @@ case $what in
     keys) url=http://127.0.0.1:$port/v1/keys/$kid ;;
     healthz) url=http://127.0.0.1:$port/healthz ;;
     tokens)
-        # An ES256 caller granted svc-b, rate limit out of the way, as in make bench.
+        # A caller granted svc-b (PROFILE_ALG, default ES256), rate limit out of
+        # the way, as in make bench.
         curl -sf -u "admin:$secret" -H 'content-type: application/json' "http://127.0.0.1:$port/v1/admin/groups" \
             -d '{"name": "profile", "audiences": ["svc-b"]}' >/dev/null
         tsecret=$(curl -sf -u "admin:$secret" -H 'content-type: application/json' "http://127.0.0.1:$port/v1/admin/callers" \
-            -d '{"name": "profile-tok", "groups": ["profile"], "rate_limit": {"per_second": 1000000, "burst": 1000000}}' \
+            -d "{\"name\": \"profile-tok\", \"groups\": [\"profile\"], \"algorithm\": \"${PROFILE_ALG:-ES256}\",
+                 \"rate_limit\": {\"per_second\": 1000000, \"burst\": 1000000}}" \
             | python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')
         export BENCH_METHOD=POST BENCH_BODY='{"audience": "svc-b"}' BENCH_EXPECT='"token":"ey'
         BENCH_AUTH="Basic $(printf '%s' "profile-tok:$tsecret" | base64 -w0)"

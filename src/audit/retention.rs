@@ -9,7 +9,8 @@ use super::{action, AuditEvent, Origin, Outcome};
 use crate::domain::InvalidField;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::{audit as audit_store, meta, StoreError};
+use crate::store::audit::{self as audit_store, PruneBound};
+use crate::store::{meta, StoreError};
 
 const SETTING: &str = "audit_retention";
 /// Rows per delete transaction: keeps each lock short so writers never
@@ -137,14 +138,7 @@ async fn prune_batches(
 ) -> ApiResult<()> {
     if let Some(days) = retention.max_age_days {
         let cutoff = state.clock.now_ms() - days * 86_400_000;
-        loop {
-            let mut conn = state.store.acquire().await?;
-            let n = audit_store::prune_older_than(&mut conn, cutoff, PRUNE_BATCH).await?;
-            pruned.by_age += n;
-            if n < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
+        prune_in_batches(state, PruneBound::OlderThanMs(cutoff), &mut pruned.by_age).await?;
     }
     if let Some(keep) = retention.max_entries {
         let boundary = {
@@ -152,15 +146,21 @@ async fn prune_batches(
             audit_store::count_boundary(&mut conn, keep).await?
         };
         if let Some(boundary) = boundary {
-            loop {
-                let mut conn = state.store.acquire().await?;
-                let n = audit_store::prune_up_to(&mut conn, boundary, PRUNE_BATCH).await?;
-                pruned.by_count += n;
-                if n < PRUNE_BATCH as u64 {
-                    break;
-                }
-            }
+            prune_in_batches(state, PruneBound::UpToId(boundary), &mut pruned.by_count).await?;
         }
     }
     Ok(())
+}
+
+/// Deletes everything within `bound`, a batch at a time, counting into
+/// `deleted` as it goes (so a failure midway still reports what went).
+async fn prune_in_batches(state: &AppState, bound: PruneBound, deleted: &mut u64) -> ApiResult<()> {
+    loop {
+        let mut conn = state.store.acquire().await?;
+        let n = audit_store::prune_batch(&mut conn, bound, PRUNE_BATCH).await?;
+        *deleted += n;
+        if n < PRUNE_BATCH as u64 {
+            return Ok(());
+        }
+    }
 }

@@ -317,11 +317,8 @@ mod tests {
     #[test]
     fn the_deploy_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/asapd.example.toml");
-        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(&path))
-            .extract()
+        let (settings, _) = Settings::load(Some(&path), &CliOverrides::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        settings.validate().unwrap();
         assert!(!settings.dev);
         assert!(settings.tls_paths().is_some());
     }

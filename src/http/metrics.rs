@@ -63,8 +63,9 @@ pub async fn middleware(
 
 /// Prometheus metrics, text format.
 ///
-/// Answers during a database outage too (when the counters matter most): the key gauges keep their last values
-/// and `asapd_database_up` drops to 0.
+/// Answers during a database outage too (when the counters matter most):
+/// the key gauges keep their last values and `asapd_database_up` drops
+/// to 0.
 #[utoipa::path(tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -130,16 +130,35 @@ pub async fn query(
     Ok(q.fetch_all(conn).await?)
 }
 
-/// Deletes up to `batch` events older than `cutoff_ms`; returns how many.
-pub async fn prune_older_than(conn: &mut Conn, cutoff_ms: i64, batch: i64) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM audit_events WHERE id IN \
-         (SELECT id FROM audit_events WHERE at_ms < $1 ORDER BY id LIMIT $2)",
-    )
-    .bind(cutoff_ms)
-    .bind(batch)
-    .execute(conn)
-    .await?;
+/// What a pruning batch deletes: events older than a time, or events up
+/// to an id.
+#[derive(Debug, Clone, Copy)]
+pub enum PruneBound {
+    OlderThanMs(i64),
+    UpToId(i64),
+}
+
+/// Deletes up to `batch` of the oldest events within `bound`; returns how
+/// many. One autocommit statement: atomic alone, and a writer waits at
+/// most one batch.
+pub async fn prune_batch(conn: &mut Conn, bound: PruneBound, batch: i64) -> StoreResult<u64> {
+    let (sql, value) = match bound {
+        PruneBound::OlderThanMs(cutoff) => (
+            "DELETE FROM audit_events WHERE id IN \
+             (SELECT id FROM audit_events WHERE at_ms < $1 ORDER BY id LIMIT $2)",
+            cutoff,
+        ),
+        PruneBound::UpToId(boundary) => (
+            "DELETE FROM audit_events WHERE id IN \
+             (SELECT id FROM audit_events WHERE id <= $1 ORDER BY id LIMIT $2)",
+            boundary,
+        ),
+    };
+    let done = sqlx::query(sql)
+        .bind(value)
+        .bind(batch)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -153,20 +172,6 @@ pub async fn count_boundary(conn: &mut Conn, keep: i64) -> StoreResult<Option<i6
             .fetch_optional(conn)
             .await?,
     )
-}
-
-/// Deletes up to `batch` of the oldest events with an id up to `boundary`;
-/// returns how many.
-pub async fn prune_up_to(conn: &mut Conn, boundary: i64, batch: i64) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "DELETE FROM audit_events WHERE id IN \
-         (SELECT id FROM audit_events WHERE id <= $1 ORDER BY id LIMIT $2)",
-    )
-    .bind(boundary)
-    .bind(batch)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 pub async fn count(conn: &mut Conn) -> StoreResult<i64> {

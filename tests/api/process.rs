@@ -422,7 +422,6 @@ pub fn start_dev_server(data: &Path) -> Server {
 fn serve_dev_alone_bootstraps_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let data_arg = data.to_str().unwrap();
     let cert = data.join("dev-cert.pem");
 
     let server = start_dev_server(&data);
@@ -461,53 +460,29 @@ fn serve_dev_alone_bootstraps_everything_once() {
     MasterKey::from_base64(&std::fs::read_to_string(&master_key).unwrap())
         .expect("master.key holds a master key");
 
-    let callers = https(
-        port,
-        &cert,
-        "GET",
-        "/v1/admin/callers",
-        Some(("admin", &secret)),
-        None,
-    )
-    .unwrap();
+    let list_callers = |port: u16, secret: &str| {
+        https(
+            port,
+            &cert,
+            "GET",
+            "/v1/admin/callers",
+            Some(("admin", secret)),
+            None,
+        )
+        .unwrap()
+    };
+    let callers = list_callers(port, &secret);
     assert_eq!(callers.status, 200, "{}", callers.body);
     assert!(callers.body.contains("\"admin\""), "{}", callers.body);
-    let wrong = https(
-        port,
-        &cert,
-        "GET",
-        "/v1/admin/callers",
-        Some(("admin", "asapd_wrong")),
-        None,
-    )
-    .unwrap();
+    let wrong = list_callers(port, "asapd_wrong");
     assert_eq!(wrong.status, 401);
     server.stop();
 
     // Second start on the same data dir: same certificate, same key, the
     // same admin, and no secret printed.
     let cert_before = std::fs::read(&cert).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let args = [
-        "serve",
-        "--dev",
-        "--data-dir",
-        data_arg,
-        "--listen",
-        &listen,
-    ];
-    let server = Server::spawn(asapd_bare(&args), port).healthy_https(&cert);
-    server.wait_for_output("asapd --dev: serving");
-    let callers = https(
-        port,
-        &cert,
-        "GET",
-        "/v1/admin/callers",
-        Some(("admin", &secret)),
-        None,
-    )
-    .unwrap();
+    let server = start_dev_server(&data);
+    let callers = list_callers(server.port, &secret);
     assert_eq!(callers.status, 200, "{}", callers.body);
     let output = server.stop();
     assert!(!output.contains("client_secret"), "{output}");

@@ -59,8 +59,6 @@ fn is_form(req: &HttpRequest) -> bool {
         })
 }
 
-/// Client authentication: HTTP Basic or form fields, never both
-/// (RFC 6749 §2.3).
 /// One half of Basic credentials. RFC 6749 §2.3.1 has clients form-encode
 /// them, but many (curl -u, requests' `auth=`) send them raw. Caller names
 /// and secrets never hold a space, so a `+` is only a space when the client
@@ -74,6 +72,8 @@ fn basic_part(raw: &str) -> Option<String> {
     }
 }
 
+/// Client authentication: HTTP Basic or form fields, never both
+/// (RFC 6749 §2.3).
 fn client_credentials(
     req: &HttpRequest,
     form: &mut Form,
