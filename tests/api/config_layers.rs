@@ -27,7 +27,9 @@ async fn default_algorithm_of_a_new_caller(server: &Server, admin: &str, name: &
     let status = res.status();
     let created: Value = res.json().await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    let jwks: Value = reqwest::get(server.url("/.well-known/jwks.json"))
+    let jwks: Value = crate::helpers::http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
         .await
         .unwrap()
         .json()

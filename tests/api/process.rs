@@ -130,7 +130,9 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         let url = self.url("/healthz");
         while Instant::now() < deadline {
-            if reqwest::get(&url)
+            if crate::helpers::http()
+                .get(&url)
+                .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
@@ -490,6 +492,22 @@ fn serve_dev_alone_bootstraps_everything_once() {
     assert_eq!(std::fs::read(&cert).unwrap(), cert_before);
 }
 
+/// A dev certificate pair with one half deleted by hand is made anew, and
+/// the server starts and answers HTTPS with the new certificate.
+#[test]
+fn serve_dev_remakes_a_half_deleted_certificate_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    start_dev_server(&data).stop();
+    let cert = data.join("dev-cert.pem");
+    let first = std::fs::read(&cert).unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    // start_dev_server waits for HTTPS trusting only the new dev-cert.pem.
+    let server = start_dev_server(&data);
+    assert_ne!(std::fs::read(&cert).unwrap(), first, "a new certificate");
+    server.stop();
+}
+
 /// A self-signed certificate for 127.0.0.1 written to `dir`; (cert, key).
 fn operator_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let certified =
@@ -546,7 +564,11 @@ async fn operator_certificate_serves_https_and_half_a_pair_stops_the_start() {
         "a client trusting another certificate must refuse: {other:?}"
     );
     assert!(
-        reqwest::get(server.url("/healthz")).await.is_err(),
+        crate::helpers::http()
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .is_err(),
         "no plain HTTP on the TLS port"
     );
     assert!(

@@ -9,7 +9,9 @@ use crate::helpers::fresh_database_url;
 use crate::process::{asapd, init_admin, Server};
 
 async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
-    let res = reqwest::get(server.url(&format!("/v1/keys/{kid}")))
+    let res = crate::helpers::http()
+        .get(server.url(&format!("/v1/keys/{kid}")))
+        .send()
         .await
         .unwrap();
     (res.status(), res.text().await.unwrap())

@@ -44,10 +44,10 @@ impl Default for SigningPool {
 ///
 /// A 2048-bit signature (~0.25 ms here) costs what the RSA signature of a
 /// TLS handshake costs, and actix workers already do those in place. The
-/// hop to the blocking pool cost more than it saved: RS256 under 64
-/// connections ran at 1.66 of 2 cores with ~100 µs of extra CPU per token
-/// (wake-ups, a semaphore, cold caches on another thread). 3072- and
-/// 4096-bit signatures (3-8x dearer) still leave the worker.
+/// hop to the blocking pool left cores idle between hand-offs: RS256 under
+/// 64 connections used 1.69 of 2 cores that way, 1.88 in place, for ~9 %
+/// more tokens/s at the same CPU per token (`bash benches/quick.sh RS256`).
+/// 3072- and 4096-bit signatures (3-8x dearer) still leave the worker.
 const RSA_IN_PLACE_MAX_BITS: usize = 2048;
 
 /// Signs with the cached, parsed key pair (DESIGN §8). ECDSA and RSA-2048
