@@ -183,7 +183,8 @@ async fn bench_backend(url: &str, writers: usize, secs: f64) -> anyhow::Result<V
     // come from its own `audit_batch_size` histogram, sampled at the
     // measured window's edges (sum of sizes, number of commits).
     let metrics = Arc::new(Metrics::new());
-    let (auditor, writer) = Auditor::start(store.clone(), metrics.clone());
+    let pacing = asapd::config::audit::AuditSettings::default().pacing();
+    let (auditor, writer) = Auditor::start(store.clone(), metrics.clone(), pacing);
     let a = auditor.clone();
     let m = metrics.clone();
     let group = load(

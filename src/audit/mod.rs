@@ -2,11 +2,13 @@
 //! retention.
 
 pub mod event;
+pub mod pacing;
 pub mod query;
 pub mod retention;
 pub mod writer;
 
 pub use event::{action, AuditEvent, Origin, Outcome};
+pub use pacing::CommitPacing;
 pub use writer::{AuditError, Auditor};
 
 use crate::error::ApiError;

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::Any;
@@ -17,11 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::event::AuditEvent;
+use super::pacing::{CommitPacing, Pacer};
 use crate::metrics::Metrics;
 use crate::store::{audit as audit_store, Store, StoreError};
 
 /// Most events in one transaction; bounds commit latency and statement size.
 const MAX_BATCH: usize = 256;
+/// Quiet time after which the writer gives its connection back.
+const IDLE: Duration = Duration::from_millis(100);
 /// Queue depth before writers wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 8192;
 
@@ -47,9 +50,13 @@ pub struct Auditor {
 
 impl Auditor {
     /// Starts the writer task.
-    pub fn start(store: Store, metrics: Arc<Metrics>) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        store: Store,
+        metrics: Arc<Metrics>,
+        pacing: CommitPacing,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, metrics, rx));
+        let task = tokio::spawn(run(store, metrics, pacing, rx));
         (
             Self {
                 tx,
@@ -83,54 +90,95 @@ impl Auditor {
     }
 }
 
-async fn run(store: Store, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<Msg>) {
+async fn run(
+    store: Store,
+    metrics: Arc<Metrics>,
+    pacing: CommitPacing,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     // Under load the writer keeps its connection from one batch to the next:
     // taking one from the pool costs a ping round trip, as much as a small
     // batch's insert. Idle, it gives it back, so a small pool is not short.
     let mut conn = None;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut waiters = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        let mut shutdown = None;
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Event(e, done) => {
-                    batch.push(e);
-                    waiters.push(done);
-                }
-                Msg::Shutdown(done) => {
-                    shutdown = Some(done);
-                    break;
+    let mut batch = Batch::default();
+    let mut pacer = Pacer::new(pacing);
+    loop {
+        let first = if conn.is_some() {
+            match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(first) => first,
+                Err(_) => {
+                    drop(conn.take());
+                    continue;
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = first else { break };
+        batch.push(first);
+        batch.drain(&mut rx);
+        if !batch.closed() {
+            if let Some(deadline) = pacer.wait_until(Instant::now(), batch.events.len()) {
+                tokio::time::sleep_until(deadline.into()).await;
+                batch.drain(&mut rx);
             }
         }
-        if !batch.is_empty() {
+        if !batch.events.is_empty() {
             let started = Instant::now();
-            let result = commit(&store, &mut conn, &batch).await;
-            metrics
-                .audit_write_seconds
-                .observe(started.elapsed().as_secs_f64());
-            metrics.audit_batch_size.observe(batch.len() as f64);
+            let result = commit(&store, &mut conn, &batch.events).await;
+            let took = started.elapsed();
+            pacer.committed(started, batch.events.len(), took);
+            metrics.audit_write_seconds.observe(took.as_secs_f64());
+            metrics.audit_batch_size.observe(batch.events.len() as f64);
             let result = result.map_err(|e| {
-                tracing::error!(error = ?e, events = batch.len(), "audit commit failed");
+                tracing::error!(error = ?e, events = batch.events.len(), "audit commit failed");
                 Arc::new(e)
             });
-            for done in waiters.drain(..) {
+            for done in batch.waiters.drain(..) {
                 let _ = done.send(result.clone().map_err(AuditError::Unavailable));
             }
-            batch.clear();
-            if rx.is_empty() {
-                drop(conn.take());
-            }
+            batch.events.clear();
         }
-        if let Some(done) = shutdown {
+        if let Some(done) = batch.shutdown.take() {
             drop(conn.take());
             rx.close();
             let _ = done.send(());
+        }
+    }
+}
+
+/// What the writer has taken off the queue for its next commit.
+#[derive(Default)]
+struct Batch {
+    events: Vec<AuditEvent>,
+    waiters: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn push(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(e, done) => {
+                self.events.push(e);
+                self.waiters.push(done);
+            }
+            Msg::Shutdown(done) => self.shutdown = Some(done),
+        }
+    }
+
+    /// Whether the batch takes nothing more: full, or shutting down (what
+    /// was queued before the shutdown is committed, nothing after it).
+    fn closed(&self) -> bool {
+        self.events.len() >= MAX_BATCH || self.shutdown.is_some()
+    }
+
+    /// Takes what is already queued.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>) {
+        while !self.closed() {
+            match rx.try_recv() {
+                Ok(msg) => self.push(msg),
+                Err(_) => break,
+            }
         }
     }
 }

@@ -1,19 +1,31 @@
-//! `[audit]`: the pruning schedule (the retention bounds themselves live in
-//! the database, settable through the API).
+//! `[audit]`: group-commit pacing and the pruning schedule (the retention
+//! bounds themselves live in the database, settable through the API).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::audit::CommitPacing;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
     /// Seconds between pruning passes.
     pub prune_interval_secs: u64,
+    /// Under load, at most one audit commit starts per this many
+    /// milliseconds, unless `commit_batch` events are already waiting; 0
+    /// commits whatever is queued as soon as the previous commit ends.
+    pub commit_interval_ms: u64,
+    /// Events that make a batch worth committing at once.
+    pub commit_batch: usize,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             prune_interval_secs: 3600,
+            commit_interval_ms: 1,
+            commit_batch: 8,
         }
     }
 }
@@ -23,6 +35,48 @@ impl AuditSettings {
         if self.prune_interval_secs == 0 {
             return Err("audit.prune_interval_secs must be at least 1".into());
         }
+        if self.commit_interval_ms > 1000 {
+            return Err(format!(
+                "audit.commit_interval_ms is {}: every token waits up to that long for its \
+                 audit record; use at most 1000 (0 turns pacing off)",
+                self.commit_interval_ms
+            ));
+        }
+        if self.commit_batch == 0 {
+            return Err("audit.commit_batch must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The writer's pacing.
+    pub fn pacing(&self) -> CommitPacing {
+        CommitPacing {
+            interval: Duration::from_millis(self.commit_interval_ms),
+            enough: self.commit_batch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_bounds_say_how_to_fix_them() {
+        let long = AuditSettings {
+            commit_interval_ms: 5000,
+            ..AuditSettings::default()
+        };
+        let e = long.validate().unwrap_err();
+        assert!(
+            e.contains("at most 1000") && e.contains("0 turns pacing off"),
+            "{e}"
+        );
+        let none = AuditSettings {
+            commit_batch: 0,
+            ..AuditSettings::default()
+        };
+        assert!(none.validate().unwrap_err().contains("commit_batch"));
+        assert!(AuditSettings::default().validate().is_ok());
     }
 }

@@ -132,6 +132,8 @@ const KNOWN_ENV: &[&str] = &[
     "TOKENS__FAILED_AUTH_BURST",
     "TOKENS__AUDIENCE",
     "AUDIT__PRUNE_INTERVAL_SECS",
+    "AUDIT__COMMIT_INTERVAL_MS",
+    "AUDIT__COMMIT_BATCH",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
     // Read by `asapd token`.

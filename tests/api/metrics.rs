@@ -137,3 +137,30 @@ async fn audit_pool_and_limit_series_move() {
     assert!(limited_n >= 1.0, "{limited_n}");
     assert_eq!(failed_n + limited_n, 4.0, "each refusal counted once");
 }
+
+/// Commit pacing (`audit.commit_interval_ms`): records that trickle in
+/// soon after a commit wait for the interval and share one commit. Read
+/// through the writer's own batch series.
+#[tokio::test]
+async fn trickling_records_share_one_paced_commit() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        // Long enough that ten requests surely arrive within it, even on a
+        // loaded test machine; a batch target they cannot reach.
+        s.audit.commit_interval_ms = 1000;
+        s.audit.commit_batch = 1000;
+    })
+    .await;
+    let caller = app.caller_granted("svc-a", &["b"]).await;
+    // The first record after a quiet spell commits at once...
+    app.token(&caller, "b").await;
+    let before = scrape(&app).await;
+    // ...and the ten that follow within the interval wait for it to end.
+    let tokens = futures_util::future::join_all((0..10).map(|_| app.token(&caller, "b"))).await;
+    assert_eq!(tokens.len(), 10);
+    let after = scrape(&app).await;
+    let commits = value(&after, "asapd_audit_batch_size_count")
+        - value(&before, "asapd_audit_batch_size_count");
+    let events =
+        value(&after, "asapd_audit_batch_size_sum") - value(&before, "asapd_audit_batch_size_sum");
+    assert_eq!((commits, events), (1.0, 10.0));
+}
