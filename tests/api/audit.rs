@@ -566,6 +566,56 @@ async fn pruning_takes_several_batches_and_stops_exactly_at_the_bounds() {
         .all(|e| e["target"] == "filler" && e["time"].as_str().is_some()));
 }
 
+/// A batch that fails midway (a fault injected with a trigger that refuses
+/// deleting rows past the first batch) stops the pass with an error, and
+/// `audit.pruned` still records what went, with `complete: false`.
+#[tokio::test]
+async fn a_pass_failing_midway_records_what_went_as_incomplete() {
+    let start = 1_900_000_000;
+    let app = spawn_app_with_clock(Clock::manual(start), |_| {}).await;
+    app.set_retention(Some(7), None).await;
+    insert_events(&app, 2345, (start - 8 * 86_400) * 1000).await;
+    let mut conn = app.state.store.acquire().await.unwrap();
+    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM audit_events WHERE target = 'filler'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    // The first batch (1000 rows from `first`) may go; the second may not.
+    let last_allowed = first + 999;
+    let trigger = if crate::helpers::is_postgres() {
+        format!(
+            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+             CREATE TRIGGER refuse_delete BEFORE DELETE ON audit_events FOR EACH ROW \
+             WHEN (OLD.id > {last_allowed}) EXECUTE FUNCTION refuse_delete();"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON audit_events \
+             WHEN OLD.id > {last_allowed} BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+        )
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(trigger))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let failed = asapd::jobs::audit_prune::run_once(&app.state).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let e = &app.audit("action=audit.pruned").await[0];
+    assert_eq!(e["detail"]["by_age"], 1000, "{e}");
+    assert_eq!(e["detail"]["rows"], 1000);
+    assert_eq!(e["detail"]["complete"], false);
+    // Nothing past the first batch went.
+    let mut conn = app.state.store.acquire().await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE target = 'filler'")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1345);
+}
+
 /// On PostgreSQL the pruning job runs on one replica at a time: while
 /// another session holds the job's advisory lock, a pass does nothing.
 #[tokio::test]
