@@ -10,7 +10,9 @@
 # through benches/wrk/checked.lua. Prints req/s, p50/p99, the server's cores
 # used, and the audit batch figures from /metrics (mean events per commit,
 # mean commit time). Needs wrk, curl, python3; build first
-# (`cargo build --release`).
+# (`cargo build --release`). QUICK_POSTGRES=postgres://user@host:port (a
+# server URL, e.g. `PG_TEST_FSYNC=on scripts/pg-test-server.sh start DIR
+# PORT`) runs against a fresh database there instead of SQLite (needs psql).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 alg=${1:-ES256}
@@ -20,9 +22,16 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/asapd
 
 W=$(mktemp -d /var/tmp/asapd-quick.XXXXXX)
 PID=
-trap '[[ -n $PID ]] && kill -TERM $PID 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"' EXIT
+db=
+trap '[[ -n $PID ]] && kill -TERM $PID 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"
+      [[ -n $db ]] && psql -q "$QUICK_POSTGRES/postgres" -c "DROP DATABASE $db" || true' EXIT
 export ASAPD_MASTER_KEY
 ASAPD_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+if [[ -n ${QUICK_POSTGRES:-} ]]; then
+    db=asapd_quick_$RANDOM$RANDOM
+    psql -q "$QUICK_POSTGRES/postgres" -c "CREATE DATABASE $db"
+    export ASAPD_DATABASE_URL=$QUICK_POSTGRES/$db
+fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 A=http://127.0.0.1:$port
 json() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
