@@ -14,40 +14,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-keys}
 secs=${2:-4}
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/asapd
-[[ -x $BIN ]] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-perf)" >&2; exit 1; }
-
+source benches/serve.sh
 W=$(mktemp -d /var/tmp/asapd-profile.XXXXXX)
-PID=
-trap '[[ -n $PID ]] && kill -TERM $PID 2>/dev/null; wait 2>/dev/null || true; [[ -n ${PROFILE_KEEP:-} ]] && cp "$W/perf.data" "$PROFILE_KEEP"; rm -rf "$W"' EXIT
-export ASAPD_MASTER_KEY
-ASAPD_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-secret=$("$BIN" init --json --data-dir "$W/data" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')
-"$BIN" serve --data-dir "$W/data" --listen "127.0.0.1:$port" >"$W/log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-kid=$(curl -sf -u "admin:$secret" -H 'content-type: application/json' "http://127.0.0.1:$port/v1/admin/callers" \
-    -d '{"name": "profile-es", "algorithm": "ES256"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["kid"])')
+trap 'serve_stop; [[ -n ${PROFILE_KEEP:-} ]] && cp "$W/perf.data" "$PROFILE_KEEP"; rm -rf "$W"' EXIT
+serve_start "$W"
+kid=$(admin_post /v1/admin/callers '{"name": "profile-es", "algorithm": "ES256"}' | json kid)
 script=()
 case $what in
-    keys) url=http://127.0.0.1:$port/v1/keys/$kid ;;
-    healthz) url=http://127.0.0.1:$port/healthz ;;
+    keys) url=$A/v1/keys/$kid ;;
+    healthz) url=$A/healthz ;;
     tokens)
-        # A caller granted svc-b (PROFILE_ALG, default ES256), rate limit out of
-        # the way, as in make bench.
-        curl -sf -u "admin:$secret" -H 'content-type: application/json' "http://127.0.0.1:$port/v1/admin/groups" \
-            -d '{"name": "profile", "audiences": ["svc-b"]}' >/dev/null
-        tsecret=$(curl -sf -u "admin:$secret" -H 'content-type: application/json' "http://127.0.0.1:$port/v1/admin/callers" \
-            -d "{\"name\": \"profile-tok\", \"groups\": [\"profile\"], \"algorithm\": \"${PROFILE_ALG:-ES256}\",
-                 \"rate_limit\": {\"per_second\": 1000000, \"burst\": 1000000}}" \
-            | python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')
-        export BENCH_METHOD=POST BENCH_BODY='{"audience": "svc-b"}' BENCH_EXPECT='"token":"ey'
-        BENCH_AUTH="Basic $(printf '%s' "profile-tok:$tsecret" | base64 -w0)"
-        export BENCH_AUTH
+        # A caller granted svc-b (PROFILE_ALG, default ES256), as in make bench.
+        token_caller "${PROFILE_ALG:-ES256}"
         script=(-s benches/wrk/checked.lua)
-        url=http://127.0.0.1:$port/v1/tokens ;;
+        url=$A/v1/tokens ;;
     *) echo "usage: $0 keys|healthz|tokens [SECONDS]" >&2; exit 2 ;;
 esac
 
