@@ -27,14 +27,6 @@ pub struct CommitPacing {
     pub enough: usize,
 }
 
-impl CommitPacing {
-    /// Commits whatever is queued as soon as the previous commit ends.
-    pub const NONE: Self = Self {
-        interval: Duration::ZERO,
-        enough: 1,
-    };
-}
-
 /// Weight of the newest commit in the running averages.
 const WEIGHT: f64 = 0.2;
 
@@ -155,7 +147,10 @@ mod tests {
 
     #[test]
     fn zero_interval_turns_pacing_off() {
-        let mut p = Pacer::new(CommitPacing::NONE);
+        let mut p = Pacer::new(CommitPacing {
+            interval: Duration::ZERO,
+            enough: 8,
+        });
         let last = history(&mut p, Instant::now(), 5, MS, 1, MS / 2);
         assert_eq!(p.wait_until(last, 0), None);
     }

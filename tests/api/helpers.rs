@@ -159,6 +159,18 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    /// The published JWKS's keys.
+    pub async fn jwks(&self) -> Vec<Value> {
+        let res = self
+            .request(Method::GET, "/.well-known/jwks.json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        body["keys"].as_array().unwrap().clone()
+    }
+
     /// Sets the audit retention bounds (`None` disables one), asserting 200.
     pub async fn set_retention(&self, max_age_days: Option<i64>, max_entries: Option<i64>) {
         let res = self

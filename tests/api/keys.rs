@@ -16,18 +16,6 @@ async fn pem_of(app: &TestApp, kid: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn jwks(app: &TestApp) -> Vec<Value> {
-    let body: Value = app
-        .request(Method::GET, "/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["keys"].as_array().unwrap().clone()
-}
-
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -65,7 +53,8 @@ async fn every_algorithm_publishes_the_right_key_type_and_size() {
             "{alg}: SPKI PEM"
         );
 
-        let jwk = jwks(&app)
+        let jwk = app
+            .jwks()
             .await
             .into_iter()
             .find(|k| k["kid"] == kid.as_str())
@@ -164,7 +153,7 @@ async fn pending_active_retired_revoked() {
     assert_eq!(revoked["revoked"]["state"], "revoked");
     assert_eq!(revoked["replacement"], Value::Null);
     assert_problem(pem_of(&app, &first).await, StatusCode::NOT_FOUND).await;
-    assert!(jwks(&app).await.iter().all(|k| k["kid"] != first.as_str()));
+    assert!(app.jwks().await.iter().all(|k| k["kid"] != first.as_str()));
 
     // Revoking the active key puts a fresh one in its place.
     let res = app

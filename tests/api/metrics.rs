@@ -19,6 +19,11 @@ fn value(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// How far the sample `prefix` moved between two scrapes.
+fn delta(before: &str, after: &str, prefix: &str) -> f64 {
+    value(after, prefix) - value(before, prefix)
+}
+
 #[tokio::test]
 async fn counters_move_with_actions() {
     let app = spawn_app().await;
@@ -92,7 +97,7 @@ async fn audit_pool_and_limit_series_move() {
     assert!(value(&after, writes) > value(&before, writes));
     assert!(value(&after, batches) > value(&before, batches));
     // Every token.issued record went through some batch.
-    assert!(value(&after, batched) - value(&before, batched) >= 20.0);
+    assert!(delta(&before, &after, batched) >= 20.0);
     for state in ["idle", "in_use"] {
         assert!(
             after.contains(&format!("asapd_db_pool_connections{{state=\"{state}\"}}")),
@@ -115,8 +120,7 @@ async fn audit_pool_and_limit_series_move() {
     assert!(pruned.by_count > 0);
     let after_prune = scrape(&app).await;
     assert_eq!(
-        value(&after_prune, "asapd_audit_pruned_rows_total")
-            - value(&after, "asapd_audit_pruned_rows_total"),
+        delta(&after, &after_prune, "asapd_audit_pruned_rows_total"),
         pruned.by_count as f64
     );
 
@@ -131,8 +135,8 @@ async fn audit_pool_and_limit_series_move() {
             .unwrap();
     }
     let after_fail = scrape(&app).await;
-    let failed_n = value(&after_fail, failed) - value(&after_prune, failed);
-    let limited_n = value(&after_fail, limited) - value(&after_prune, limited);
+    let failed_n = delta(&after_prune, &after_fail, failed);
+    let limited_n = delta(&after_prune, &after_fail, limited);
     assert!(failed_n >= 2.0, "{failed_n}");
     assert!(limited_n >= 1.0, "{limited_n}");
     assert_eq!(failed_n + limited_n, 4.0, "each refusal counted once");
@@ -158,9 +162,7 @@ async fn trickling_records_share_one_paced_commit() {
     let tokens = futures_util::future::join_all((0..10).map(|_| app.token(&caller, "b"))).await;
     assert_eq!(tokens.len(), 10);
     let after = scrape(&app).await;
-    let commits = value(&after, "asapd_audit_batch_size_count")
-        - value(&before, "asapd_audit_batch_size_count");
-    let events =
-        value(&after, "asapd_audit_batch_size_sum") - value(&before, "asapd_audit_batch_size_sum");
+    let commits = delta(&before, &after, "asapd_audit_batch_size_count");
+    let events = delta(&before, &after, "asapd_audit_batch_size_sum");
     assert_eq!((commits, events), (1.0, 10.0));
 }

@@ -80,17 +80,9 @@ impl TestApp {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK, "key {kid} published");
         let pem = res.text().await.unwrap();
-        let jwks: Value = self
-            .request(Method::GET, "/.well-known/jwks.json")
-            .send()
+        let alg: Algorithm = self
+            .jwks()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let alg: Algorithm = jwks["keys"]
-            .as_array()
-            .unwrap()
             .iter()
             .find(|k| k["kid"] == kid.as_str())
             .and_then(|k| k["alg"].as_str())
