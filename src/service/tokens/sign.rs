@@ -76,8 +76,12 @@ pub(super) async fn sign(
 }
 
 /// 144 random bits, URL-safe: unique without coordination between replicas.
+/// From the thread-local CSPRNG (ChaCha12, seeded and reseeded from the OS),
+/// not a `getrandom` syscall per token: the syscall was 1 % of the server's
+/// CPU under ES256 load (`benches/profile.sh tokens`). A jti must be
+/// unpredictable and unique, which a CSPRNG gives; it is no key.
 pub(super) fn new_jti() -> String {
     let mut bytes = [0u8; 18];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::thread_rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
