@@ -13,6 +13,14 @@
 # (`cargo build --release`). QUICK_POSTGRES=postgres://user@host:port (a
 # server URL, e.g. `PG_TEST_FSYNC=on scripts/pg-test-server.sh start DIR
 # PORT`) runs against a fresh database there instead of SQLite (needs psql).
+#
+# Knobs for experiments (each off unless set):
+#   SERVE_BIN=PATH        another asapd binary (default target/release/asapd)
+#   QUICK_SQL='…'         SQLite statements run on the live database before the
+#                         load (e.g. dropping an index); SQLite only
+#   QUICK_NICE=N          renice SQLite's connection threads to N (root for N<0)
+#   QUICK_HEALTHZ=1       afterwards, load GET /healthz on the same server for
+#                         SECONDS too (the other half of the issuance ceiling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 alg=${1:-ES256}
@@ -23,7 +31,18 @@ trap 'serve_stop; rm -rf "$W"' EXIT
 SERVE_POSTGRES=${QUICK_POSTGRES:-}
 serve_start "$W"
 token_caller "$alg"
+if [[ -n ${QUICK_SQL:-} ]]; then
+    sqlite3 -cmd '.timeout 5000' "$W/data/asapd.db" "$QUICK_SQL"
+fi
 wrk -t2 -c64 -d2s -s benches/wrk/checked.lua "$A/v1/tokens" >/dev/null
+if [[ -n ${QUICK_NICE:-} ]]; then
+    # After the warm-up: the pool has opened its connections by now.
+    for task in /proc/"$PID"/task/*; do
+        if [[ $(cat "$task/comm") == sqlx-sqlite* ]]; then
+            renice -n "$QUICK_NICE" -p "${task##*/}" >/dev/null
+        fi
+    done
+fi
 ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 t0=$(ticks)
 wrk -t2 -c64 -d"${secs}s" --latency -s benches/wrk/checked.lua "$A/v1/tokens" \
@@ -35,3 +54,8 @@ curl -sf "$A/metrics" | awk '
     /^asapd_audit_batch_size_sum/ { bs = $2 } /^asapd_audit_batch_size_count/ { bc = $2 }
     /^asapd_audit_write_seconds_sum/ { ws = $2 }
     END { if (bc) printf "audit: %.1f events per commit, %.2f ms per commit\n", bs / bc, ws / bc * 1000 }'
+if [[ -n ${QUICK_HEALTHZ:-} ]]; then
+    echo "GET /healthz, same server:"
+    BENCH_METHOD=GET BENCH_BODY= BENCH_AUTH= BENCH_EXPECT='"ok"' \
+        wrk -t2 -c64 -d"${secs}s" -s benches/wrk/checked.lua "$A/healthz" | grep -E 'Requests/sec'
+fi

@@ -9,7 +9,7 @@
 #                         way; exports the BENCH_* that wrk/checked.lua reads
 #   admin_post PATH JSON  POST as admin, prints the response body
 
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/asapd
+BIN=${SERVE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/asapd}
 [[ -x $BIN ]] || { echo "build first: cargo build --release" >&2; exit 1; }
 PID=
 serve_db=
