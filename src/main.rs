@@ -51,6 +51,25 @@ enum Command {
     /// Check a token as an ASAP verifier does, against a key repository;
     /// prints its claims, or why it is refused (exit 1).
     Verify(VerifyArgs),
+    /// Offline administration on the database itself (needs the master key).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Recover a caller (the last admin, say) whose secrets are lost:
+    /// revokes all its secrets and prints a new one once. Audited as
+    /// `secret.reset` by `system`.
+    ResetSecret {
+        /// The caller's name.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print `{"client_id", "client_secret"}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -239,6 +258,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             }
+        }
+        Command::Admin(AdminCommand::ResetSecret { name, config, json }) => {
+            let settings = config.load()?;
+            let state = prepare_state(settings, Clock::System).await?;
+            let reset = asapd::service::secrets::reset(&state, &name)
+                .await
+                .with_context(|| format!("resetting the secret of {name}"))?;
+            state.store.close().await;
+            if !json {
+                eprintln!(
+                    "asapd admin reset-secret: {name}'s other secrets are revoked; this secret is \
+                     shown once (running replicas accept it at once, and stop accepting the old \
+                     ones within keys.refresh_interval_secs):"
+                );
+            }
+            print_credentials(
+                &bootstrap::AdminCredentials {
+                    client_id: name,
+                    client_secret: reset.client_secret,
+                },
+                json,
+            )?;
         }
         Command::Serve(args) => {
             let settings = args.load()?;

@@ -78,6 +78,9 @@ pub mod action {
     pub const CALLER_DELETED: &str = "caller.deleted";
     pub const SECRET_CREATED: &str = "secret.created";
     pub const SECRET_REVOKED: &str = "secret.revoked";
+    /// Offline recovery (`asapd admin reset-secret`): every secret of the
+    /// caller replaced by one new one.
+    pub const SECRET_RESET: &str = "secret.reset";
     pub const GROUP_CREATED: &str = "group.created";
     pub const GROUP_UPDATED: &str = "group.updated";
     pub const GROUP_DELETED: &str = "group.deleted";
@@ -99,6 +102,7 @@ pub mod action {
         CALLER_DELETED,
         SECRET_CREATED,
         SECRET_REVOKED,
+        SECRET_RESET,
         GROUP_CREATED,
         GROUP_UPDATED,
         GROUP_DELETED,

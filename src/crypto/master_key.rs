@@ -13,7 +13,11 @@ const NONCE_LEN: usize = 12;
 
 /// The 256-bit key every private key is encrypted under.
 #[derive(Clone)]
-pub struct MasterKey(Aes256Gcm);
+pub struct MasterKey(Aes256Gcm, aws_lc_rs::hmac::Key);
+
+/// Labels the subkey that pseudonymises names in audit records, so it is
+/// never the key that encrypts private keys.
+const AUDIT_NAMES_LABEL: &[u8] = b"asapd:audit-names:v1";
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,7 +40,24 @@ pub struct DecryptError;
 
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
-        Self(Aes256Gcm::new(bytes.into()))
+        use aws_lc_rs::hmac;
+        let subkey = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), AUDIT_NAMES_LABEL);
+        Self(
+            Aes256Gcm::new(bytes.into()),
+            hmac::Key::new(hmac::HMAC_SHA256, subkey.as_ref()),
+        )
+    }
+
+    /// A keyed digest of `name` for audit records: the same name always
+    /// gives the same digest under one master key, so repeated attempts can
+    /// be told apart and matched, but the record does not hold the name
+    /// itself (which may be a secret typed in the wrong field).
+    pub fn audit_digest(&self, name: &str) -> String {
+        let tag = aws_lc_rs::hmac::sign(&self.1, name.as_bytes());
+        tag.as_ref()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
@@ -109,6 +130,18 @@ mod tests {
         assert!(key.open(&sealed, b"svc/k2").is_err());
         let other = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
         assert!(other.open(&sealed, b"svc/k1").is_err());
+    }
+
+    #[test]
+    fn audit_digests_are_stable_per_key_and_hide_the_name() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let other = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
+        let digest = key.audit_digest("asapd_s3cret");
+        assert_eq!(digest, key.audit_digest("asapd_s3cret"));
+        assert_ne!(digest, key.audit_digest("asapd_s3creT"));
+        assert_ne!(digest, other.audit_digest("asapd_s3cret"));
+        assert_eq!(digest.len(), 24);
+        assert!(!digest.contains("s3cret"));
     }
 
     #[test]

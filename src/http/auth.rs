@@ -27,7 +27,8 @@ pub fn basic_credentials(req: &HttpRequest) -> ApiResult<Option<(String, String)
     };
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(ApiError::Unauthorized(format!(
-            "unsupported authorization scheme {scheme:?}; use Basic"
+            "unsupported authorization scheme {:?}; use Basic",
+            crate::audit::event::truncate(scheme, 20)
         )));
     }
     let decoded = STANDARD
@@ -112,13 +113,40 @@ fn is_admin_path(path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// Whether any spelling of the request's path reaches the admin API. The
+/// router matches the path with unreserved characters percent-decoded
+/// (`/v1/%61dmin` is `/v1/admin` to it), so the gate must look at that
+/// form, not only at the raw one. It also looks at the fully decoded path
+/// with empty and dot segments resolved, as a proxy in front might: a
+/// stranger gets the admin API's 401 for every spelling of an admin path,
+/// and nothing the router sends to an admin handler skips the gate.
+fn reaches_admin(raw: &str, routed: &str) -> bool {
+    is_admin_path(raw) || is_admin_path(routed) || is_admin_path(&normalized(routed))
+}
+
+/// `path` percent-decoded, with empty, `.` and `..` segments resolved.
+fn normalized(path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
 /// Middleware: authenticates and authorises admin-API requests before any
 /// handler or extractor runs.
 pub async fn admin_gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if !is_admin_path(req.path()) {
+    if !reaches_admin(req.path(), req.match_info().as_str()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     match authenticate_admin(req.request()).await {
@@ -174,4 +202,27 @@ async fn authenticate_admin(req: &HttpRequest) -> ApiResult<AdminCaller> {
     } else {
         format!("{name} is not in group admin (or auditor, for reads)")
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_an_admin_path_is_gated() {
+        for (raw, routed) in [
+            ("/v1/admin/callers", "/v1/admin/callers"),
+            ("/v1/%61dmin/callers", "/v1/admin/callers"),
+            ("//v1//admin/callers", "//v1//admin/callers"),
+            ("/v1/./admin/callers", "/v1/./admin/callers"),
+            ("/v1/keys/../admin/callers", "/v1/keys/../admin/callers"),
+            ("/v1%2Fadmin/callers", "/v1%2Fadmin/callers"),
+            ("/v1/admin", "/v1/admin"),
+        ] {
+            assert!(reaches_admin(raw, routed), "{raw} must be gated");
+        }
+        for path in ["/v1/keys/a/b", "/v1/administrator", "/v1/tokens", "/"] {
+            assert!(!reaches_admin(path, path), "{path} is not admin");
+        }
+    }
 }

@@ -19,18 +19,20 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// The database answers and every migration is applied.
+/// Ready to issue tokens: the database answers, every migration is
+/// applied, and it accepts a write (a token's audit record must commit, so
+/// a full or read-only database takes the replica out of the balancer).
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Health),
     (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
 ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    if state.store.is_ready().await? {
-        Ok(HttpResponse::Ok().json(Health { status: "ready" }))
-    } else {
-        Err(ApiError::Unavailable(
+    if !state.store.is_ready().await? {
+        return Err(ApiError::Unavailable(
             "database migrations are not applied yet".into(),
-        ))
+        ));
     }
+    state.store.check_writable(state.clock.now_ms()).await?;
+    Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

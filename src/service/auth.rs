@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
 use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::store::secrets as secret_store;
+use crate::store::secrets::{self as secret_store, Credentials};
 
 /// An authenticated caller and the groups it belongs to.
 #[derive(Debug, Clone)]
@@ -65,24 +64,34 @@ pub async fn check_secret(
         let _ = secret::matches(&presented_hash, &[0u8; 32]);
         return Err(invalid_credentials());
     }
-    let credentials = match state.callers.credentials(name) {
-        Some(cached) => Some(cached),
-        None => {
-            let ticket = state.callers.ticket();
-            let mut conn = state.store.acquire().await?;
+    let load = || async {
+        let ticket = state.callers.ticket();
+        let mut conn = state.store.acquire().await?;
+        ApiResult::Ok(
             secret_store::credentials(&mut conn, name)
                 .await?
-                .map(|c| state.callers.put_credentials(ticket, name, c))
-        }
+                .map(|c| state.callers.put_credentials(ticket, name, c)),
+        )
+    };
+    let matches = |credentials: &Credentials| {
+        credentials.hashes.iter().fold(false, |acc, stored| {
+            acc | secret::matches(&presented_hash, stored)
+        })
+    };
+    let credentials = match state.callers.credentials(name) {
+        // A secret added since the entry was cached (through another
+        // replica, or `asapd admin reset-secret`) must work at once: a
+        // mismatch re-reads the database. Failures are rate limited per
+        // source IP, which bounds what this costs.
+        Some(cached) if !matches(&cached) => load().await?,
+        Some(cached) => Some(cached),
+        None => load().await?,
     };
     let Some(credentials) = credentials else {
         let _ = secret::matches(&presented_hash, &[0u8; 32]);
         return Err(invalid_credentials());
     };
-    let matched = credentials.hashes.iter().fold(false, |acc, stored| {
-        acc | secret::matches(&presented_hash, stored)
-    });
-    if !matched {
+    if !matches(&credentials) {
         return Err(invalid_credentials());
     }
     Ok(CheckedSecret {
@@ -118,6 +127,33 @@ pub fn blocked(state: &AppState, origin: &Origin) -> Option<Duration> {
     Some(wait)
 }
 
+/// The target of an `auth.failed` record: `caller:<name>` for a caller that
+/// exists, so its history shows attacks on it. Anything else is recorded
+/// as a keyed digest (`unknown-caller:<hex>`), as Vault's audit log does:
+/// what a client sends as its name may be its secret, typed in the wrong
+/// field, and must not be stored.
+async fn failed_login_target(state: &AppState, name: &str) -> String {
+    let exists = CallerName::parse(name).is_ok()
+        && match state.callers.credentials(name) {
+            Some(_) => true,
+            None => match state.store.acquire().await {
+                Ok(mut conn) => matches!(
+                    secret_store::credentials(&mut conn, name).await,
+                    Ok(Some(_))
+                ),
+                Err(_) => false,
+            },
+        };
+    if exists {
+        format!("caller:{name}")
+    } else {
+        format!(
+            "unknown-caller:{}",
+            state.keyring.master_key().audit_digest(name)
+        )
+    }
+}
+
 /// Counts a failed authentication against its source IP and audits it as
 /// `auth.failed` (`caller:<presented name>` as target, never the secret). Returns
 /// how long the source is now blocked, if this failure used up its
@@ -143,7 +179,7 @@ pub async fn failed(
         "ip_blocked_secs": blocked.map(crate::ratelimit::retry_after_secs),
     }));
     if let Some(name) = presented_name {
-        event = event.target(format!("caller:{}", truncate(name, 128)));
+        event = event.target(failed_login_target(state, name).await);
     }
     // The refusal stands whether or not its record lands: a failed write
     // must not turn a wrong secret into a 503 an attacker can provoke.

@@ -228,15 +228,17 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
     keys::refresh(state).await
 }
 
-/// Refuses a change that would leave no enabled admin: nobody could manage
-/// asapd any more without direct database access.
-async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
+/// Refuses a change that would leave no admin able to sign in (enabled,
+/// with a live secret): nobody could manage asapd any more without
+/// `asapd admin reset-secret` on the database itself.
+pub(crate) async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
     let row = callers::get(conn, name).await?;
     let is_admin_now =
         row.is_some_and(|r| r.enabled && r.groups.iter().any(|g| g == GroupName::ADMIN));
-    if is_admin_now && callers::count_enabled_members(conn, GroupName::ADMIN, name).await? == 0 {
+    if is_admin_now && callers::count_usable_members(conn, GroupName::ADMIN, name).await? == 0 {
         return Err(ApiError::Conflict(format!(
-            "{name} is the last enabled admin; add another admin before removing, disabling or demoting it"
+            "{name} is the last enabled admin; add another admin before removing, disabling or \
+             demoting it, or revoking its last secret"
         )));
     }
     Ok(())

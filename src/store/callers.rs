@@ -163,11 +163,13 @@ pub async fn delete(conn: &mut Conn, name: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Enabled members of `group`, other than `except`.
-pub async fn count_enabled_members(conn: &mut Conn, group: &str, except: &str) -> StoreResult<i64> {
+/// Members of `group`, other than `except`, that can still authenticate:
+/// enabled, with at least one live secret.
+pub async fn count_usable_members(conn: &mut Conn, group: &str, except: &str) -> StoreResult<i64> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM callers c JOIN caller_groups m ON m.caller = c.name \
-         WHERE m.group_name = $1 AND c.enabled = 1 AND c.name <> $2",
+         WHERE m.group_name = $1 AND c.enabled = 1 AND c.name <> $2 \
+         AND EXISTS (SELECT 1 FROM caller_secrets s WHERE s.caller = c.name)",
     )
     .bind(group)
     .bind(except)

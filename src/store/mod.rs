@@ -66,15 +66,7 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::UnstorableText
             }
-            // SQLite busy/locked (5, 6, 517); PostgreSQL connection
-            // exceptions (08xxx), shutdowns (57P0x), too many connections.
-            sqlx::Error::Database(db)
-                if db.code().is_some_and(|c| {
-                    matches!(c.as_ref(), "5" | "6" | "517" | "53300")
-                        || c.starts_with("08")
-                        || c.starts_with("57P0")
-                }) =>
-            {
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_storage_fault(&c)) => {
                 StoreError::Unavailable(err)
             }
             sqlx::Error::PoolTimedOut
@@ -85,6 +77,26 @@ impl From<sqlx::Error> for StoreError {
             _ => StoreError::Other(err),
         }
     }
+}
+
+/// A database error that says the database cannot serve now, not that
+/// the statement is wrong: the request gets 503, never 500.
+///
+/// SQLite reports extended result codes; their low byte is the primary
+/// code: busy (5), locked (6), read-only (8), I/O error (10), disk full
+/// (13), cannot open (14). PostgreSQL reports five-character SQLSTATEs:
+/// connection exceptions (08), insufficient resources (53: disk full, out
+/// of memory, too many connections), a read-only transaction (25006, a
+/// standby), operator intervention (57P0x: shutdown) and I/O errors (58030).
+fn is_storage_fault(code: &str) -> bool {
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P0")
+            || matches!(code, "25006" | "58030");
+    }
+    code.parse::<u32>()
+        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -173,10 +185,29 @@ impl Store {
         Ok(applied.unwrap_or(0) >= latest)
     }
 
-    /// Failing to get a connection means the database is unreachable,
-    /// whatever the driver's error code: callers answer 503.
+    /// Fails unless a write commits now. Issuing a token commits its audit
+    /// record, so a database that answers reads but refuses writes (disk
+    /// full, read-only) leaves the replica unable to do its work.
+    pub async fn check_writable(&self, now_ms: i64) -> StoreResult<()> {
+        let mut conn = self.acquire().await?;
+        meta::put(&mut conn, "readiness_probe", &now_ms.to_string()).await
+    }
+
+    /// A write transaction. Failing to get a connection means the database
+    /// is unreachable, whatever the driver's error code: callers answer 503.
+    ///
+    /// On SQLite it starts as a writer (`BEGIN IMMEDIATE`). A deferred
+    /// transaction that reads first and then writes fails with
+    /// `SQLITE_BUSY_SNAPSHOT` (517) as soon as another writer (the audit
+    /// writer, another admin change) committed in between, and
+    /// `busy_timeout` cannot retry that; taking the write lock up front
+    /// makes concurrent changes wait their turn instead.
     pub async fn begin(&self) -> StoreResult<Tx> {
-        self.pool.begin().await.map_err(StoreError::Unavailable)
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(StoreError::Unavailable)
     }
 
     pub async fn acquire(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
@@ -240,6 +271,29 @@ impl JobLock {
                 // back to the pool.
                 conn.detach();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_storage_fault;
+
+    #[test]
+    fn storage_faults_are_told_from_bad_statements() {
+        // SQLite: busy, busy snapshot, read-only, read-only directory,
+        // fsync failed, disk full, cannot open.
+        for code in ["5", "517", "6", "8", "1544", "10", "1034", "13", "14"] {
+            assert!(is_storage_fault(code), "{code}");
+        }
+        // PostgreSQL: connection lost, disk full, too many connections,
+        // read-only standby, shutting down.
+        for code in ["08006", "53100", "53300", "25006", "57P01"] {
+            assert!(is_storage_fault(code), "{code}");
+        }
+        // Constraint violations and syntax errors are not.
+        for code in ["19", "2067", "1", "23505", "42601", "22021"] {
+            assert!(!is_storage_fault(code), "{code}");
         }
     }
 }

@@ -200,7 +200,11 @@ async fn failed_admin_logins_are_audited_and_limited_per_source_ip() {
     let failed = app.audit_rows("auth.failed").await;
     assert_eq!(failed.len(), 3);
     let targets: Vec<_> = failed.iter().map(|r| r.target.as_deref()).collect();
-    assert!(targets.contains(&Some("caller:nobody")) && targets.contains(&Some("caller:admin")));
+    // `nobody` matches no caller: recorded as a keyed digest, not by name.
+    assert!(targets.contains(&Some("caller:admin")));
+    assert!(targets
+        .iter()
+        .any(|t| t.is_some_and(|t| t.starts_with("unknown-caller:"))));
     for row in &failed {
         assert_eq!(row.source_ip.as_deref(), Some("10.0.0.1"));
         assert!(
@@ -231,4 +235,100 @@ async fn a_rejected_bearer_token_is_audited_without_the_token() {
         failed[0].detail
     );
     assert!(!failed[0].detail.contains("eyJ"), "no token in audit");
+}
+
+/// A secret typed as the client id must not end up in the audit log: a name
+/// that matches no caller is recorded as a keyed digest.
+#[tokio::test]
+async fn a_name_that_matches_no_caller_is_audited_as_a_digest() {
+    let app = crate::helpers::spawn_app().await;
+    let typed = "asapd_pX3bV9qLm2Zr7TtYw4Kc8Hs1";
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .basic_auth(typed, Some("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .request(Method::POST, "/v1/tokens")
+        .basic_auth(typed, Some("x"))
+        .json(&json!({"audience": "svc-b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .request(Method::POST, "/oauth2/token")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", typed),
+            ("client_secret", "x"),
+            ("audience", "svc-b"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A known caller with a wrong secret is still named.
+    let res = app
+        .request(Method::GET, "/v1/admin/callers")
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let failed = app.audit("action=auth.failed").await;
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert_eq!(failed[0]["target"], "caller:admin");
+    let digests: Vec<&str> = failed[1..]
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert!(digests.iter().all(|t| *t == digests[0]), "{digests:?}");
+    let digest = digests[0].strip_prefix("unknown-caller:").unwrap();
+    assert!(digest.len() == 24 && digest.chars().all(|c| c.is_ascii_hexdigit()));
+
+    let export = app
+        .admin(Method::GET, "/v1/admin/audit/export")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(export.contains(digest));
+    assert!(
+        !export.contains(typed),
+        "the typed secret reached the audit export"
+    );
+}
+
+#[tokio::test]
+async fn denials_do_not_echo_long_opaque_values() {
+    let app = crate::helpers::spawn_app().await;
+    let opaque = "Z".repeat(300);
+    let res = app
+        .request(Method::POST, "/v1/tokens")
+        .header("authorization", format!("{opaque} abc"))
+        .json(&json!({"audience": "svc-b"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        !problem["detail"].as_str().unwrap().contains(&opaque),
+        "{problem}"
+    );
+    let res = app
+        .request(Method::POST, "/oauth2/token")
+        .basic_auth("admin", Some(&app.admin_secret))
+        .form(&[("grant_type", opaque.as_str()), ("audience", "asapd")])
+        .send()
+        .await
+        .unwrap();
+    let body = res.text().await.unwrap();
+    assert!(body.contains("not supported"), "{body}");
+    assert!(!body.contains(&opaque), "{body}");
 }

@@ -2,10 +2,13 @@
 
 mod admin_auth;
 mod admin_bearer;
+mod admin_gate;
+mod admin_recovery;
 mod audit;
 mod bad_input;
 mod callers;
 mod cli_client;
+mod concurrent_writes;
 mod config_layers;
 mod groups;
 mod helpers;
@@ -21,5 +24,6 @@ mod rotation;
 mod secrets;
 mod secrets_at_rest;
 mod shutdown;
+mod storage_faults;
 mod token_support;
 mod tokens;

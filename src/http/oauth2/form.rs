@@ -62,7 +62,10 @@ impl Form {
                 return Err(Denial::on_field(
                     Rule::UnsupportedGrantType,
                     "grant_type",
-                    format!("grant_type {other} is not supported; use client_credentials"),
+                    format!(
+                        "grant_type {} is not supported; use client_credentials",
+                        crate::audit::event::truncate(other, 40)
+                    ),
                 ))
             }
         }
