@@ -123,7 +123,7 @@ pub async fn spawn_app_with_clock(clock: Clock, customise: impl FnOnce(&mut Sett
 }
 
 /// Another replica of `app`: its own process state and port, the same
-/// database and master key. The bootstrap admin exists already.
+/// database, master key and clock. The bootstrap admin exists already.
 pub async fn spawn_replica(app: &TestApp, customise: impl FnOnce(&mut Settings)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(
@@ -132,7 +132,9 @@ pub async fn spawn_replica(app: &TestApp, customise: impl FnOnce(&mut Settings))
         &app.master_key,
     );
     customise(&mut settings);
-    let replica = Application::build(settings).await.expect("build replica");
+    let replica = Application::build_with_clock(settings, app.state.clock.clone())
+        .await
+        .expect("build replica");
     let port = replica.port();
     let state = replica.state();
     let server = tokio::spawn(async move {
