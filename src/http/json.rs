@@ -96,21 +96,40 @@ pub async fn read_body(
     Ok(body)
 }
 
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest {
+        field: None,
+        detail: format!(
+            "the request body is not valid JSON: {}",
+            without_position(e.to_string())
+        ),
+    }
+}
+
 /// Parses JSON, naming the field at fault in errors.
+///
+/// Every body asapd takes is an object, but serde happily fills a struct
+/// from a JSON array (`[null, null]` would set every field in order), so
+/// the top level is checked here, for every endpoint at once.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::bad_field("body", "the request body must be a JSON object"),
+                Err(e) => not_json(&e),
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let inner = e.into_inner();
-        let message = without_position(inner.to_string());
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest {
-                field: None,
-                detail: format!("the request body is not valid JSON: {message}"),
-            }
+            not_json(&inner)
         } else {
-            ApiError::bad_field(path, message)
+            ApiError::bad_field(path, without_position(inner.to_string()))
         }
     })?;
     de.end().map_err(|_| ApiError::BadRequest {

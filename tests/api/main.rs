@@ -7,6 +7,7 @@ mod bad_input;
 mod callers;
 mod cli_client;
 mod config_layers;
+mod contract;
 mod groups;
 mod helpers;
 mod keys;
