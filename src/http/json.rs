@@ -122,19 +122,59 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         );
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            not_json(&inner)
-        } else {
-            ApiError::bad_field(path, without_position(inner.to_string()))
-        }
-    })?;
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => value,
+        Err(e) if is_float_for_integer(e.inner()) => return parse_integral_floats(body),
+        Err(e) => return Err(field_error(e)),
+    };
     de.end().map_err(|_| ApiError::BadRequest {
         field: None,
         detail: "the request body has trailing data after the JSON value".into(),
     })?;
     Ok(value)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        not_json(&inner)
+    } else {
+        ApiError::bad_field(path, without_position(inner.to_string()))
+    }
+}
+
+fn is_float_for_integer(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with("invalid type: floating point")
+}
+
+/// JSON has one number type: `60.0` is the integer 60 to JSON Schema and
+/// to most clients' serialisers, while serde refuses a float for an
+/// integer field. Only a body that failed on that pays for this second
+/// parse, with integral floats turned into integers; non-integral ones
+/// still fail, naming the field.
+fn parse_integral_floats<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            // Exactly representable in both types, so nothing is rounded.
+            const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if f.abs() <= EXACT {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }

@@ -18,7 +18,26 @@ use crate::error::ApiError;
 /// One documented path and the methods it answers, in `Allow` order.
 struct Served {
     path: ResourceDef,
+    /// Characters outside parameters: where two templates match a path
+    /// (`/v1/admin/keys/{kid}` and `…/{kid}/revoke`), the one that spells
+    /// out more of it is the resource meant.
+    literal_len: usize,
     methods: Vec<&'static str>,
+}
+
+fn literal_len(template: &str) -> usize {
+    let mut depth = 0usize;
+    template
+        .chars()
+        .filter(|&c| {
+            match c {
+                '{' => depth += 1,
+                '}' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .count()
 }
 
 /// A `{kid}` spans `/` (kids are `<caller>/<key-name>`); every other path
@@ -47,6 +66,7 @@ static SERVED: LazyLock<Vec<Served>> = LazyLock::new(|| {
         .iter()
         .map(|(template, item)| Served {
             path: resource_def(template),
+            literal_len: literal_len(template),
             methods: methods_of(item),
         })
         .collect()
@@ -55,15 +75,11 @@ static SERVED: LazyLock<Vec<Served>> = LazyLock::new(|| {
 /// The methods some route answers on `path`, as an `Allow` value; `None`
 /// when no route has this path.
 pub fn allowed(path: &str) -> Option<String> {
-    let mut methods: Vec<&str> = Vec::new();
-    for served in SERVED.iter().filter(|s| s.path.is_match(path)) {
-        for method in &served.methods {
-            if !methods.contains(method) {
-                methods.push(method);
-            }
-        }
-    }
-    (!methods.is_empty()).then(|| methods.join(", "))
+    SERVED
+        .iter()
+        .filter(|s| s.path.is_match(path))
+        .max_by_key(|s| s.literal_len)
+        .map(|s| s.methods.join(", "))
 }
 
 /// The default service: anything no route matched.
@@ -91,8 +107,9 @@ mod tests {
         assert_eq!(allowed("/v1/keys/svc-a/k1").as_deref(), Some("GET"));
         assert_eq!(
             allowed("/v1/admin/keys/svc-a/k1/revoke").as_deref(),
-            Some("GET, POST")
+            Some("POST")
         );
+        assert_eq!(allowed("/v1/admin/keys/svc-a/k1").as_deref(), Some("GET"));
         assert_eq!(allowed("/nothing/here"), None);
     }
 }

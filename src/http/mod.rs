@@ -13,6 +13,7 @@ pub mod oauth2;
 pub mod openapi;
 pub mod query;
 pub mod request_id;
+pub mod responses;
 pub mod tokens;
 
 use utoipa_actix_web::service_config::ServiceConfig;

@@ -26,6 +26,7 @@ use crate::state::AppState;
 #[allow(dead_code)] // documents the form for the OpenAPI document only
 pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
     grant_type: String,
     /// With `client_secret`, instead of HTTP Basic (never both).
     client_id: Option<String>,
@@ -36,6 +37,7 @@ pub struct ClientCredentialsForm {
     resource: Option<Vec<String>>,
     /// Not supported: ASAP tokens carry audiences, not scopes. Any
     /// non-empty value gets `invalid_scope`.
+    #[schema(max_length = 0)]
     scope: Option<String>,
 }
 
