@@ -155,8 +155,7 @@ fn is_float_for_integer(e: &serde_json::Error) -> bool {
 /// parse, with integral floats turned into integers; non-integral ones
 /// still fail, naming the field.
 fn parse_integral_floats<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
     integral_floats_to_integers(&mut value);
     serde_path_to_error::deserialize(value).map_err(field_error)
 }

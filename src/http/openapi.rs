@@ -2,10 +2,10 @@
 
 use actix_web::web::{Bytes, Data};
 use actix_web::{get, HttpResponse};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     Http, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;

@@ -53,7 +53,8 @@ const UNSUPPORTED: Shared = Shared {
 const RATE_LIMITED: Shared = Shared {
     status: "429",
     name: "TooManyRequests",
-    description: "Too many failed authentications from this address; retry after `Retry-After` seconds",
+    description:
+        "Too many failed authentications from this address; retry after `Retry-After` seconds",
 };
 const UNAVAILABLE: Shared = Shared {
     status: "503",

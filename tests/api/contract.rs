@@ -160,3 +160,95 @@ async fn an_unknown_path_is_still_404() {
         assert_problem(res, StatusCode::NOT_FOUND).await;
     }
 }
+
+/// A response of the spec, following a `$ref` into the components.
+fn resolve<'a>(spec: &'a Value, response: &'a Value) -> &'a Value {
+    match response["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next().unwrap();
+            &spec["components"]["responses"][name]
+        }
+        None => response,
+    }
+}
+
+#[test]
+fn the_spec_documents_the_shared_statuses() {
+    let spec: Value = serde_json::from_str(&asapd::http::openapi::spec_json()).unwrap();
+    let mut admin_operations = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = &op["responses"];
+            let mut expected = Vec::new();
+            if path.starts_with("/v1/admin/") {
+                admin_operations += 1;
+                expected.extend(["401", "403", "429", "503"]);
+            }
+            if !op["requestBody"]["content"]["application/json"].is_null() {
+                expected.extend(["400", "413", "415"]);
+            }
+            for status in expected {
+                let response = resolve(&spec, &responses[status]);
+                assert!(
+                    response["content"]["application/problem+json"].is_object(),
+                    "{method} {path} documents {status} as problem+json"
+                );
+            }
+            if !responses["429"].is_null() {
+                let response = resolve(&spec, &responses["429"]);
+                assert!(
+                    response["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: 429 documents Retry-After"
+                );
+            }
+        }
+    }
+    assert!(admin_operations >= 22, "{admin_operations}");
+}
+
+#[test]
+fn the_spec_states_the_limits_the_code_enforces() {
+    let spec: Value = serde_json::from_str(&asapd::http::openapi::spec_json()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(schemas["CallerName"]["maxLength"], 64);
+    assert!(schemas["CallerName"]["pattern"].is_string());
+    assert_eq!(schemas["Lifetime"]["maximum"], 3600);
+    assert_eq!(schemas["RotationPeriod"]["maximum"], 315_360_000);
+    assert_eq!(schemas["AudienceList"]["maxItems"], 16);
+    assert_eq!(schemas["AudiencePattern"]["maxLength"], 255);
+    let retention = &schemas["RetentionUpdate"]["properties"];
+    assert_eq!(retention["max_age_days"]["maximum"], 3650);
+    assert_eq!(retention["max_entries"]["minimum"], 100);
+    let audit = &spec["paths"]["/v1/admin/audit"]["get"]["parameters"];
+    let limit = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(limit["schema"]["maximum"], 1000);
+}
+
+#[tokio::test]
+async fn integral_floats_are_integers() {
+    let app = spawn_app().await;
+    let res = app
+        .admin_json(
+            reqwest::Method::POST,
+            "/v1/admin/groups",
+            serde_json::json!({"name": "g", "audiences": ["svc"], "max_lifetime": 600.0}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let group: Value = res.json().await.unwrap();
+    assert_eq!(group["max_lifetime"], 600);
+    let res = app
+        .admin_json(
+            reqwest::Method::PATCH,
+            "/v1/admin/groups/g",
+            serde_json::json!({"max_lifetime": 600.5}),
+        )
+        .await;
+    let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["field"], "max_lifetime");
+}

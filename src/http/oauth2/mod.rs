@@ -129,8 +129,10 @@ fn client_credentials(
     responses(
         (status = 200, body = AccessTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "invalid_request, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
-        (status = 401, description = "invalid_client", body = OAuth2Error),
-        (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error),
+        (status = 401, description = "invalid_client", body = OAuth2Error,
+            headers(("WWW-Authenticate" = String, description = "Basic challenge"))),
+        (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 503, description = "temporarily_unavailable: no token was issued", body = OAuth2Error),
     )
 )]
