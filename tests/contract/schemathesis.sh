@@ -55,10 +55,10 @@ done
 curl -fsS -u "admin:$secret" -H 'content-type: application/json' \
     -d '{"name": "fuzz-target"}' "$base/v1/admin/callers" >/dev/null
 
-# --request-timeout 60 --max-response-time 60: the debug binary generates an RSA-4096 key (PS512,
-# RS512) in 10 s or more on a busy 2-core machine; the default 10 s
-# limits then report a network error or a slow response that is only the
-# debug build's speed.
+# --request-timeout 60 --max-response-time 60: the debug binary generates an
+# RSA-4096 key (PS512, RS512) in 10 s or more on a busy 2-core machine; the
+# default 10 s limits then report a network error or a slow response that is
+# only the debug build's speed.
 #
 # Exclusions, each narrow and for a reason:
 # - DELETE /v1/admin/callers/{name}/secrets/{id} is fuzzed only on the
@@ -66,7 +66,12 @@ curl -fsS -u "admin:$secret" -H 'content-type: application/json' \
 #   secret would lock the run out. Disabling, deleting or demoting the last
 #   admin is refused (409) by the product, so those routes are fuzzed as is.
 status=0
-"$venv/bin/schemathesis" --config-file tests/contract/schemathesis.toml run "$base/openapi.json" \
+config=$(realpath tests/contract/schemathesis.toml)
+venv=$(realpath "$venv")
+# Run from the temporary dir: schemathesis keeps a cache (.schemathesis/)
+# in its working directory, which must not land in the source tree.
+cd "$work"
+"$venv/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
     --url "$base" --auth "admin:$secret" \
     -c all --phases examples,coverage,fuzzing \
     -n "$MAX_EXAMPLES" --max-time "$MAX_TIME" \
