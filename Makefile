@@ -3,7 +3,7 @@ CARGO ?= cargo
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: run build test test-sqlite test-postgres interop lint fmt openapi bench clean
+.PHONY: run build test test-sqlite test-postgres interop contract lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -15,8 +15,9 @@ build:
 
 ## The whole suite: unit + black-box tests on SQLite, again on PostgreSQL when
 ## ASAPD_TEST_POSTGRES_URL points at a server, then the interop tests with
-## real ASAP/JWKS client libraries.
-test: test-sqlite test-postgres interop
+## real ASAP/JWKS client libraries, then schemathesis against the OpenAPI
+## document (contract).
+test: test-sqlite test-postgres interop contract
 
 test-sqlite:
 	ASAPD_TEST_POSTGRES_URL= $(CARGO) test --locked
@@ -31,6 +32,11 @@ test-postgres:
 
 interop: build
 	bash tests/interop/run.sh
+
+## schemathesis (pinned, in target/contract-venv) fuzzes a running debug
+## asapd from openapi/openapi.json with all its checks, a few minutes at most.
+contract: build
+	bash tests/contract/schemathesis.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
