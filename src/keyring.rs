@@ -60,7 +60,13 @@ pub struct KeyRing {
     current: RwLock<Arc<Snapshot>>,
     reload_lock: tokio::sync::Mutex<()>,
     master_key: MasterKey,
+    /// Bounds the database lookups of kids the ring does not hold: the key
+    /// repository is public, and unknown kids cost nothing else.
+    miss_lookups: governor::DefaultDirectRateLimiter,
 }
+
+/// Database lookups of kids missing from the ring, per second and replica.
+const MISS_LOOKUPS_PER_SECOND: u32 = 50;
 
 impl KeyRing {
     pub fn new(master_key: MasterKey) -> Self {
@@ -72,6 +78,9 @@ impl KeyRing {
             })),
             reload_lock: tokio::sync::Mutex::new(()),
             master_key,
+            miss_lookups: governor::RateLimiter::direct(governor::Quota::per_second(
+                std::num::NonZeroU32::new(MISS_LOOKUPS_PER_SECOND).expect("non-zero"),
+            )),
         }
     }
 
@@ -81,6 +90,32 @@ impl KeyRing {
 
     pub fn master_key(&self) -> &MasterKey {
         &self.master_key
+    }
+
+    /// A key that is published in the database but not yet in this ring:
+    /// another replica has just created or rotated it in, and the change
+    /// notification is still on its way. A verifier that fetches the kid
+    /// of a token signed a moment ago must get it from every replica, not
+    /// a 404 from the one that has not reloaded yet. Lookups are rate
+    /// limited; past the limit the answer is the ring's (none).
+    pub async fn find_unloaded(
+        &self,
+        store: &Store,
+        kid: &str,
+    ) -> anyhow::Result<Option<Arc<PublishedKey>>> {
+        if self.miss_lookups.check().is_err() {
+            return Ok(None);
+        }
+        let row = {
+            let mut conn = store.acquire().await?;
+            keys::get_published(&mut conn, kid).await?
+        };
+        row.map(|row| {
+            let state = KeyState::from_str(&row.state).map_err(anyhow::Error::msg)?;
+            let algorithm = Algorithm::from_str(&row.algorithm).map_err(anyhow::Error::msg)?;
+            published_key(&row, state, algorithm).map(Arc::new)
+        })
+        .transpose()
     }
 
     /// Rebuilds the ring from the database. Fails if a private key does
@@ -125,23 +160,7 @@ fn build(
                 etag: old.etag.clone(),
                 verifier: old.verifier.clone(),
             }),
-            None => {
-                let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
-                    .with_context(|| format!("public key of {}", row.kid))?;
-                let verifier = public
-                    .decoding_key(algorithm)
-                    .with_context(|| format!("public key of {}", row.kid))?;
-                Arc::new(PublishedKey {
-                    verifier,
-                    etag: etag_of(public.pem.as_bytes()),
-                    pem: Bytes::from(public.pem.clone()),
-                    kid: row.kid.clone(),
-                    caller: row.caller.clone(),
-                    algorithm,
-                    state,
-                    public,
-                })
-            }
+            None => Arc::new(published_key(&row, state, algorithm)?),
         };
         if state == KeyState::Active {
             let signer = match previous.signers.get(&row.caller) {
@@ -163,6 +182,29 @@ fn build(
         signers,
         jwks_etag: etag_of(&jwks),
         jwks,
+    })
+}
+
+/// The public side of a stored key, encoded for verifiers.
+fn published_key(
+    row: &KeyRow,
+    state: KeyState,
+    algorithm: Algorithm,
+) -> anyhow::Result<PublishedKey> {
+    let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
+        .with_context(|| format!("public key of {}", row.kid))?;
+    let verifier = public
+        .decoding_key(algorithm)
+        .with_context(|| format!("public key of {}", row.kid))?;
+    Ok(PublishedKey {
+        verifier,
+        etag: etag_of(public.pem.as_bytes()),
+        pem: Bytes::from(public.pem.clone()),
+        kid: row.kid.clone(),
+        caller: row.caller.clone(),
+        algorithm,
+        state,
+        public,
     })
 }
 

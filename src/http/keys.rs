@@ -10,8 +10,11 @@ use utoipa::openapi::RefOr;
 use utoipa_actix_web::OpenApiFactory;
 
 use super::metrics::RouteLabel;
+use crate::domain::kid::Kid;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::keyring::PublishedKey;
 use crate::state::AppState;
+use std::sync::Arc;
 
 fn cache_control(state: &AppState) -> CacheControl {
     CacheControl(vec![
@@ -52,9 +55,12 @@ async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<H
     // check: malformed kids and path traversal simply are not there.
     let kid = req.match_info().unprocessed().strip_prefix('/');
     let snapshot = state.keyring.snapshot();
-    let key = kid
-        .and_then(|kid| snapshot.published.get(kid))
-        .ok_or_else(|| ApiError::NotFound("no published key with that kid".into()))?;
+    let key = match kid.and_then(|kid| snapshot.published.get(kid)) {
+        Some(key) => key.clone(),
+        None => unloaded_key(&state, kid)
+            .await
+            .ok_or_else(|| ApiError::NotFound("no published key with that kid".into()))?,
+    };
     Ok(cacheable(
         &req,
         &state,
@@ -62,6 +68,36 @@ async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<H
         "application/x-pem-file",
         key.pem.clone(),
     ))
+}
+
+/// A well-formed kid the ring does not hold yet may have just been
+/// published through another replica: look in the database, and reload the
+/// ring in the background when it is there.
+async fn unloaded_key(state: &web::Data<AppState>, kid: Option<&str>) -> Option<Arc<PublishedKey>> {
+    let kid = Kid::parse(kid?).ok()?;
+    match state
+        .keyring
+        .find_unloaded(&state.store, kid.as_str())
+        .await
+    {
+        Ok(Some(key)) => {
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = state.keyring.reload(&state.store).await {
+                    tracing::warn!(error = format!("{e:#}"), "key ring reload failed");
+                }
+            });
+            Some(key)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "looking up a kid missing from the key ring"
+            );
+            None
+        }
+    }
 }
 
 /// A public, cacheable answer with its `ETag`; `304 Not Modified` (same

@@ -77,6 +77,18 @@ pub async fn list_published(conn: &mut Conn) -> StoreResult<Vec<KeyRow>> {
     .await?)
 }
 
+/// One published key by kid, if it is.
+pub async fn get_published(conn: &mut Conn, kid: &str) -> StoreResult<Option<KeyRow>> {
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM keys WHERE kid = $1 AND state IN ('pending', 'active', 'retired')"
+    ))
+    .bind(kid)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Retires the caller's active key, if any. Run before activating another:
 /// the schema allows one active key per caller.
 pub async fn retire_active(conn: &mut Conn, caller: &str, now: i64) -> StoreResult<Option<String>> {

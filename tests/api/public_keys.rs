@@ -205,3 +205,43 @@ async fn pem_and_jwks_carry_content_etags_that_revalidate_to_304() {
     sorted.sort();
     assert_eq!(kids, sorted, "the JWKS is sorted by kid");
 }
+
+/// A replica that has not heard of a key yet (SQLite: never; PostgreSQL:
+/// until the notification arrives) still serves it, from the database, the
+/// moment another replica signs with it; revoked and unknown kids stay 404.
+#[tokio::test]
+async fn a_replica_serves_a_key_published_through_another_one_at_once() {
+    let no_refresh = |s: &mut asapd::config::Settings| s.keys.refresh_interval_secs = 3600;
+    let a = crate::helpers::spawn_app_with(no_refresh).await;
+    let b = crate::helpers::spawn_replica(&a, no_refresh).await;
+    a.create_caller(json!({"name": "svc-a"})).await;
+    let rotated: Value = a
+        .admin(Method::POST, "/v1/admin/callers/svc-a/keys/rotate")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = rotated["kid"].as_str().unwrap();
+    let path = format!("/v1/keys/{kid}");
+    let (status, etag, _, pem) = conditional_get(&b, &path, None).await;
+    assert_eq!(status, 200, "B serves {kid}");
+    let (_, etag_a, _, pem_a) = conditional_get(&a, &path, None).await;
+    assert_eq!((etag, pem), (etag_a, pem_a));
+
+    let res = a
+        .admin(Method::POST, &format!("/v1/admin/keys/{kid}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // B may still hold it in its ring until it reloads (PostgreSQL: the
+    // notification; SQLite: never here), but A never serves it again, and
+    // a kid that was never published is not found anywhere.
+    assert_eq!(conditional_get(&a, &path, None).await.0, 404);
+    assert_eq!(
+        conditional_get(&b, "/v1/keys/svc-a/never", None).await.0,
+        404
+    );
+}
