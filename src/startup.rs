@@ -67,7 +67,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
     Ok(AppState {
         store,
         keyring,
-        limits: RateLimits::new(&settings.tokens),
+        limits: RateLimits::new(&settings.tokens, clock.clone()),
         settings: Arc::new(settings),
         clock,
         audit,
