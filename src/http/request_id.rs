@@ -60,8 +60,11 @@ pub async fn middleware(
     req.extensions_mut().insert(RequestId(id.clone()));
     // Every line logged while serving the request, however deep in a
     // service, carries its id through this span. The path, not the URI:
-    // a query string may hold anything.
-    let span = tracing::info_span!(
+    // a query string may hold anything. At ERROR level so that it is on
+    // whenever any line is (`ASAPD_LOG=warn` would drop an INFO span, and
+    // the warnings inside would lose their id); the level of a span is
+    // not printed.
+    let span = tracing::error_span!(
         "request",
         request_id = %id,
         method = %req.method(),
