@@ -1,14 +1,25 @@
 # asapd — the two commands that matter: `make run` and `make test`.
 CARGO ?= cargo
-DATA_DIR ?= ./data
-LISTEN ?= 127.0.0.1:8443
+# `make run LISTEN=… DATA_DIR=…` wins; otherwise ASAPD_LISTEN / ASAPD_DATA_DIR
+# from the environment, as `asapd serve` itself would read them; then the
+# --dev defaults.
+DATA_DIR ?= $(or $(ASAPD_DATA_DIR),./data)
+LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
+# `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
+PREFIX ?= /usr/local
 
-.PHONY: run build test test-sqlite test-postgres interop contract lint fmt openapi bench clean
+.PHONY: run build install test test-sqlite test-postgres interop contract lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
+## The binary is target/release/asapd.
 run:
 	$(CARGO) run --release -- serve --dev --data-dir $(DATA_DIR) --listen $(LISTEN)
+
+## Build the release binary and install it as $(DESTDIR)$(PREFIX)/bin/asapd.
+install:
+	$(CARGO) build --release --locked
+	install -D -m 0755 target/release/asapd $(DESTDIR)$(PREFIX)/bin/asapd
 
 build:
 	$(CARGO) build --locked

@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
+
+use governor::nanos::Nanos;
 
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
@@ -33,8 +36,49 @@ impl Clock {
 
     /// Moves a manual clock forward; no effect on the system clock.
     pub fn advance(&self, secs: i64) {
+        self.advance_ms(secs * 1000);
+    }
+
+    /// Moves a manual clock forward by milliseconds; no effect on the
+    /// system clock.
+    pub fn advance_ms(&self, ms: i64) {
         if let Clock::Manual(t) = self {
-            t.fetch_add(secs * 1000, Ordering::SeqCst);
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A [`Clock`] as governor's rate limiters read it: nanoseconds since this
+/// reader was made. The system clock is read through the monotonic clock,
+/// since wall time may step back and GCRA state must not; a manual clock
+/// moves only when a test advances it, so rate-limit tests need no sleeps.
+#[derive(Debug, Clone)]
+pub struct LimiterClock {
+    clock: Clock,
+    start: Instant,
+    start_ms: i64,
+}
+
+impl LimiterClock {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            start: Instant::now(),
+            start_ms: clock.now_ms(),
+            clock,
+        }
+    }
+}
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        match &self.clock {
+            Clock::System => Nanos::from(self.start.elapsed()),
+            Clock::Manual(_) => {
+                let ms = u64::try_from(self.clock.now_ms() - self.start_ms).unwrap_or(0);
+                Nanos::from(ms.saturating_mul(1_000_000))
+            }
         }
     }
 }

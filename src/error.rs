@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::domain::InvalidField;
 use crate::store::StoreError;
+use crate::telemetry::Chain;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -201,7 +202,7 @@ impl From<StoreError> for ApiError {
                 ApiError::Conflict("the change conflicts with existing data".into())
             }
             StoreError::Unavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
+                tracing::warn!(error = %Chain(&source), "database unavailable");
                 ApiError::Unavailable("the database is unavailable; retry later".into())
             }
             StoreError::UnstorableText => ApiError::BadRequest {

@@ -291,6 +291,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Application::build(settings).await?;
             let scheme = if app.is_https() { "https" } else { "http" };
             tracing::info!(port = app.port(), "asapd listening ({scheme})");
+            if bootstrap::existing_admin(&app.state()).await?.is_none() {
+                tracing::warn!(
+                    "there is no admin yet, so nobody can use the admin API: `asapd init` \
+                     (same database and master key) creates one and prints its secret once"
+                );
+            }
             if let Some(creds) = &app.bootstrap_admin {
                 eprintln!("asapd --dev: created the first admin; this secret is shown once:");
                 print_credentials(creds, false)?;

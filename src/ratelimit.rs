@@ -16,13 +16,22 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::{Clock as _, Reference as _};
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
+use crate::clock::{Clock, LimiterClock};
 use crate::config::TokenSettings;
 use crate::domain::caller::RateLimit;
+
+type DirectLimiter = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Nanos>>;
+type KeyedLimiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, LimiterClock, NoOpMiddleware<Nanos>>;
 
 /// Failed authentications between sweeps of idle per-IP state: the keyed
 /// limiter keeps an entry per IP that failed, so without sweeps addresses
@@ -31,7 +40,7 @@ const SWEEP_EVERY: u64 = 1024;
 
 struct CallerLimiter {
     quota: RateLimit,
-    limiter: DefaultDirectRateLimiter,
+    limiter: DirectLimiter,
 }
 
 pub struct RateLimits {
@@ -39,11 +48,13 @@ pub struct RateLimits {
     /// One entry per caller that asked for a token; callers are created by
     /// admins, so this stays small.
     callers: RwLock<HashMap<String, Arc<CallerLimiter>>>,
-    failed_auth: DefaultKeyedRateLimiter<IpAddr>,
-    /// IPs whose failed-auth allowance is used up, and until when.
-    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    failed_auth: KeyedLimiter<IpAddr>,
+    /// IPs whose failed-auth allowance is used up, and until when (on
+    /// `clock`).
+    blocked: Mutex<HashMap<IpAddr, Nanos>>,
     failures: AtomicU64,
-    clock: DefaultClock,
+    /// asapd's injectable clock, so tests advance time instead of sleeping.
+    clock: LimiterClock,
 }
 
 fn nonzero(n: u32) -> NonZeroU32 {
@@ -61,20 +72,29 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 }
 
 impl RateLimits {
-    pub fn new(settings: &TokenSettings) -> Self {
+    /// Limits from the token settings, timed by `clock`.
+    pub fn new(settings: &TokenSettings, clock: Clock) -> Self {
         let failed = Quota::per_minute(nonzero(settings.failed_auth_per_minute))
             .allow_burst(nonzero(settings.failed_auth_burst));
+        let clock = LimiterClock::new(clock);
         Self {
             default: RateLimit {
                 per_second: settings.rate_limit_per_second,
                 burst: settings.rate_limit_burst,
             },
             callers: RwLock::new(HashMap::new()),
-            failed_auth: RateLimiter::keyed(failed),
+            failed_auth: RateLimiter::new(failed, DefaultKeyedStateStore::default(), clock.clone()),
             blocked: Mutex::new(HashMap::new()),
             failures: AtomicU64::new(0),
-            clock: DefaultClock::default(),
+            clock,
         }
+    }
+
+    fn direct(&self, quota: RateLimit) -> Arc<CallerLimiter> {
+        Arc::new(CallerLimiter {
+            quota,
+            limiter: RateLimiter::direct_with_clock(self::quota(quota), self.clock.clone()),
+        })
     }
 
     /// Takes one token request from `caller`'s allowance. `Err` carries how
@@ -92,17 +112,11 @@ impl RateLimits {
             Some(l) => l,
             None => {
                 let mut map = self.callers.write().expect("rate limit lock poisoned");
-                let entry = map.entry(caller.to_owned()).or_insert_with(|| {
-                    Arc::new(CallerLimiter {
-                        quota: wanted,
-                        limiter: RateLimiter::direct(quota(wanted)),
-                    })
-                });
+                let entry = map
+                    .entry(caller.to_owned())
+                    .or_insert_with(|| self.direct(wanted));
                 if entry.quota != wanted {
-                    *entry = Arc::new(CallerLimiter {
-                        quota: wanted,
-                        limiter: RateLimiter::direct(quota(wanted)),
-                    });
+                    *entry = self.direct(wanted);
                 }
                 entry.clone()
             }
@@ -115,12 +129,12 @@ impl RateLimits {
 
     /// Whether `ip` must wait before it may try to authenticate again.
     pub fn auth_blocked(&self, ip: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let blocked = self.blocked.lock().expect("rate limit lock poisoned");
         blocked
             .get(&ip)
             .filter(|until| **until > now)
-            .map(|until| *until - now)
+            .map(|until| until.duration_since(now).into())
     }
 
     /// Counts a failed authentication from `ip`. Returns how long `ip` is
@@ -137,13 +151,13 @@ impl RateLimits {
         self.blocked
             .lock()
             .expect("rate limit lock poisoned")
-            .insert(ip, Instant::now() + wait);
+            .insert(ip, self.clock.now() + Nanos::from(wait));
         Some(wait)
     }
 
     /// Forgets IPs whose allowance is whole again and blocks that ended.
     fn sweep(&self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.blocked
             .lock()
             .expect("rate limit lock poisoned")
@@ -169,11 +183,11 @@ mod tests {
 
     #[test]
     fn default_quota_then_override_applies_at_once() {
-        let limits = RateLimits::new(&settings(1, 2));
+        let limits = RateLimits::new(&settings(1, 2), Clock::manual(1_000));
         assert!(limits.check_caller("a", None).is_ok());
         assert!(limits.check_caller("a", None).is_ok());
         let wait = limits.check_caller("a", None).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
+        assert_eq!(wait, Duration::from_secs(1), "time stands still");
         // Other callers have their own allowance.
         assert!(limits.check_caller("b", None).is_ok());
         // A new override replaces the limiter.
@@ -189,18 +203,50 @@ mod tests {
 
     #[test]
     fn failed_auth_blocks_an_ip_after_its_burst() {
-        let limits = RateLimits::new(&settings(1, 1));
+        let clock = Clock::manual(1_000);
+        let limits = RateLimits::new(&settings(1, 1), clock.clone());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(limits.auth_blocked(ip).is_none());
         assert!(limits.auth_failed(ip).is_none());
         assert!(limits.auth_failed(ip).is_none());
         let wait = limits.auth_failed(ip).expect("third failure blocks");
-        assert!(wait > Duration::from_secs(50));
-        assert!(limits.auth_blocked(ip).is_some());
+        assert_eq!(wait, Duration::from_secs(60), "one failure a minute");
+        assert_eq!(limits.auth_blocked(ip), Some(wait));
         assert!(limits.auth_blocked("10.0.0.2".parse().unwrap()).is_none());
-        // Sweeping keeps live blocks.
+        // Sweeping keeps live blocks; the block shrinks as time passes and
+        // ends when its minute is over.
         limits.sweep();
-        assert!(limits.auth_blocked(ip).is_some());
+        clock.advance(59);
+        assert_eq!(limits.auth_blocked(ip), Some(Duration::from_secs(1)));
+        clock.advance(1);
+        assert!(limits.auth_blocked(ip).is_none());
+        limits.sweep();
+        assert!(limits.blocked.lock().unwrap().is_empty(), "swept");
+        assert!(limits.auth_failed(ip).is_none(), "one failure came back");
+    }
+
+    #[test]
+    fn the_callers_allowance_comes_back_as_the_clock_moves() {
+        let clock = Clock::manual(1_000);
+        let limits = RateLimits::new(&settings(2, 2), clock.clone());
+        assert!(limits.check_caller("a", None).is_ok());
+        assert!(limits.check_caller("a", None).is_ok());
+        assert_eq!(
+            limits.check_caller("a", None),
+            Err(Duration::from_millis(500))
+        );
+        clock.advance_ms(499);
+        assert!(limits.check_caller("a", None).is_err(), "not yet");
+        clock.advance_ms(1);
+        assert!(limits.check_caller("a", None).is_ok(), "one cell back");
+        assert!(limits.check_caller("a", None).is_err());
+        clock.advance(10);
+        assert!(
+            limits.check_caller("a", None).is_ok(),
+            "never more than the burst"
+        );
+        assert!(limits.check_caller("a", None).is_ok());
+        assert!(limits.check_caller("a", None).is_err());
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
     Ok(AppState {
         store,
         keyring,
-        limits: RateLimits::new(&settings.tokens),
+        limits: RateLimits::new(&settings.tokens, clock.clone()),
         fleet_limits: FleetLimits::default(),
         settings: Arc::new(settings),
         clock,

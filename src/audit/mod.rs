@@ -13,6 +13,7 @@ pub use writer::{AuditError, Auditor};
 
 use crate::error::ApiError;
 use crate::store::{audit as audit_store, Conn};
+use crate::telemetry::Chain;
 
 /// Records an event inside the caller's transaction: the change and its
 /// audit record commit together or not at all.
@@ -45,7 +46,10 @@ fn announced_change(event: &AuditEvent) -> Option<String> {
 
 impl From<AuditError> for ApiError {
     fn from(e: AuditError) -> Self {
-        tracing::warn!(error = %e, "refusing a request whose audit record cannot be written");
+        tracing::warn!(
+            error = %Chain(&e),
+            "refusing a request whose audit record cannot be written"
+        );
         ApiError::Unavailable(
             "the audit log cannot be written; nothing was done, retry later".into(),
         )

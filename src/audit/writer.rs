@@ -20,6 +20,7 @@ use super::event::AuditEvent;
 use super::pacing::{CommitPacing, Pacer};
 use crate::metrics::Metrics;
 use crate::store::{audit as audit_store, Store, StoreError};
+use crate::telemetry::Chain;
 
 /// Most events in one transaction; bounds commit latency and statement size.
 const MAX_BATCH: usize = 256;
@@ -131,7 +132,7 @@ async fn run(
             metrics.audit_write_seconds.observe(took.as_secs_f64());
             metrics.audit_batch_size.observe(batch.events.len() as f64);
             let result = result.map_err(|e| {
-                tracing::error!(error = ?e, events = batch.events.len(), "audit commit failed");
+                tracing::error!(error = %Chain(&e), events = batch.events.len(), "audit commit failed");
                 Arc::new(e)
             });
             for done in batch.waiters.drain(..) {

@@ -39,3 +39,45 @@ pub fn http_client(cacert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     }
     builder.build().context("building the HTTP client")
 }
+
+/// A failed request as the user should read it: `what` (e.g. `GET url`),
+/// then a fix when the TLS handshake failed, then the whole cause. An
+/// untrusted certificate is what a first run against `serve --dev` hits.
+pub(crate) fn request_failed(err: reqwest::Error, what: String) -> anyhow::Error {
+    let hint = match tls_failure(&err) {
+        Some(rustls::Error::InvalidCertificate(_)) => Some(
+            "the server's TLS certificate is not trusted; pass --cacert FILE with the \
+             certificate or CA that signed it (serve --dev: <data-dir>/dev-cert.pem)",
+        ),
+        Some(_) => Some(
+            "the TLS handshake failed; for a server with a private CA pass --cacert FILE, \
+             and use http:// for a server that speaks plain HTTP",
+        ),
+        None => None,
+    };
+    let err = anyhow::Error::new(err);
+    match hint {
+        Some(hint) => err.context(format!("{what}: {hint}")),
+        None => err.context(what),
+    }
+}
+
+/// The rustls error somewhere in `err`'s causes. tokio-rustls wraps it in
+/// an `io::Error` (hyper-util in another), and `io::Error::source()` skips
+/// what it wraps, hence the walk through `get_ref`.
+fn tls_failure<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}

@@ -31,7 +31,7 @@ pub async fn request(client: &reqwest::Client, req: &TokenRequest<'_>) -> anyhow
         .json(&body)
         .send()
         .await
-        .with_context(|| format!("POST {url}"))?;
+        .map_err(|e| super::request_failed(e, format!("POST {url}")))?;
     let status = res.status();
     let text = res.text().await.context("reading the answer")?;
     if !status.is_success() {

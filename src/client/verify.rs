@@ -86,7 +86,7 @@ async fn fetch_key(
         .header("accept", "application/x-pem-file")
         .send()
         .await
-        .with_context(|| format!("GET {url}"))?;
+        .map_err(|e| super::request_failed(e, format!("GET {url}")))?;
     if !res.status().is_success() {
         bail!(
             "GET {url}: {} (an unknown, revoked or expired key)",

@@ -13,15 +13,79 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::DecodingKey;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use crate::domain::algorithm::{Algorithm, KeyType};
 
+/// The kind of key a private key turned out to be, to say what an import
+/// got wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFamily {
+    Rsa,
+    P256,
+    P384,
+}
+
+impl KeyFamily {
+    /// The family `algorithm` signs with.
+    pub fn of(algorithm: Algorithm) -> Self {
+        match algorithm.key_type() {
+            KeyType::Rsa { .. } => KeyFamily::Rsa,
+            KeyType::P256 => KeyFamily::P256,
+            KeyType::P384 => KeyFamily::P384,
+        }
+    }
+
+    /// "an RSA key", "a P-256 EC key", …
+    pub fn describe(self) -> &'static str {
+        match self {
+            KeyFamily::Rsa => "an RSA key",
+            KeyFamily::P256 => "a P-256 EC key",
+            KeyFamily::P384 => "a P-384 EC key",
+        }
+    }
+
+    /// The `algorithm` values that pick this family, for hints.
+    pub fn algorithms(self) -> &'static str {
+        match self {
+            KeyFamily::Rsa => "\"RS256\" (or PS256, RS384, PS384, RS512, PS512)",
+            KeyFamily::P256 => "\"ES256\"",
+            KeyFamily::P384 => "\"ES384\"",
+        }
+    }
+
+    /// Which family a PKCS#8 DER private key belongs to, if any.
+    fn detect(pkcs8_der: &[u8]) -> Option<Self> {
+        if rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der).is_ok() {
+            Some(KeyFamily::Rsa)
+        } else if p256::SecretKey::from_pkcs8_der(pkcs8_der).is_ok() {
+            Some(KeyFamily::P256)
+        } else if p384::SecretKey::from_pkcs8_der(pkcs8_der).is_ok() {
+            Some(KeyFamily::P384)
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("the key is not a PKCS#8 {expected} private key")]
+    #[error("the key is not a readable {expected} private key (PKCS#8, or PKCS#1 for RSA)")]
     WrongType { expected: &'static str },
+    /// A well-formed key of another family than the algorithm's.
+    #[error(
+        "this is {} but {algorithm} needs {}; pass \"algorithm\": {} to sign with it",
+        found.describe(),
+        KeyFamily::of(*algorithm).describe(),
+        found.algorithms()
+    )]
+    Mismatch {
+        found: KeyFamily,
+        algorithm: Algorithm,
+    },
     #[error("RSA key of {actual} bits is too small for {algorithm}: it needs at least {minimum}")]
     TooSmall {
         algorithm: Algorithm,
@@ -50,8 +114,9 @@ pub struct KeyPair {
     pub algorithm: Algorithm,
     signing: SigningKey,
     pub public: PublicKey,
-    /// PKCS#8 DER, kept only long enough to be sealed under the master key.
-    pkcs8_der: Vec<u8>,
+    /// PKCS#8 DER, kept only long enough to be sealed under the master key;
+    /// zeroed on drop so the plaintext key does not linger in freed memory.
+    pkcs8_der: Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for KeyPair {
@@ -60,13 +125,6 @@ impl std::fmt::Debug for KeyPair {
             .field("algorithm", &self.algorithm)
             .field("private", &"<redacted>")
             .finish()
-    }
-}
-
-impl Drop for KeyPair {
-    fn drop(&mut self) {
-        // Best effort: do not leave the plaintext key behind in freed memory.
-        self.pkcs8_der.iter_mut().for_each(|b| *b = 0);
     }
 }
 
@@ -140,6 +198,13 @@ impl KeyPair {
     /// Parses a PKCS#8 DER private key for `algorithm`, checking that the
     /// key type (and RSA size) fits it.
     pub fn from_pkcs8_der(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
+        Self::parse_pkcs8(algorithm, der).map_err(|e| match (&e, KeyFamily::detect(der)) {
+            (KeyError::WrongType { .. }, Some(found)) => KeyError::Mismatch { found, algorithm },
+            _ => e,
+        })
+    }
+
+    fn parse_pkcs8(algorithm: Algorithm, der: &[u8]) -> Result<Self, KeyError> {
         let enc = |e: &dyn std::fmt::Display| KeyError::Encoding(e.to_string());
         let spki_der = match algorithm.key_type() {
             KeyType::Rsa { bits: minimum } => {
@@ -176,28 +241,56 @@ impl KeyPair {
             algorithm,
             signing: SigningKey::parse(algorithm, der)?,
             public: PublicKey::from_spki_der(algorithm, spki_der.into_vec())?,
-            pkcs8_der: der.to_vec(),
+            pkcs8_der: Zeroizing::new(der.to_vec()),
         })
     }
 
-    /// Parses an imported key given as PKCS#8 PEM or base64 DER.
+    /// Parses an imported key given as PEM or base64 DER, in PKCS#8
+    /// (`PRIVATE KEY`) or, for RSA, PKCS#1 (`RSA PRIVATE KEY`, what
+    /// `openssl genrsa -traditional` writes and many ASAP set-ups hold).
     pub fn import(algorithm: Algorithm, text: &str) -> Result<Self, KeyError> {
-        let der = if text.contains("-----BEGIN") {
+        let pkcs8 = if text.contains("-----BEGIN") {
             let (label, doc) = p256::pkcs8::SecretDocument::from_pem(text)
                 .map_err(|_| KeyError::Encoding("the PEM block could not be read".into()))?;
-            if label != "PRIVATE KEY" {
-                return Err(KeyError::Encoding(format!(
-                    "expected a PKCS#8 \"PRIVATE KEY\" PEM block, got {label:?}"
-                )));
+            match label {
+                "PRIVATE KEY" => Zeroizing::new(doc.as_bytes().to_vec()),
+                "RSA PRIVATE KEY" => pkcs1_to_pkcs8(doc.as_bytes())?,
+                "ENCRYPTED PRIVATE KEY" => {
+                    return Err(KeyError::Encoding(
+                        "the key is encrypted; decrypt it first \
+                         (openssl pkcs8 -topk8 -nocrypt)"
+                            .into(),
+                    ))
+                }
+                "EC PRIVATE KEY" => {
+                    return Err(KeyError::Encoding(
+                        "SEC1 \"EC PRIVATE KEY\" blocks are not read; convert it to PKCS#8 \
+                         (openssl pkcs8 -topk8 -nocrypt)"
+                            .into(),
+                    ))
+                }
+                other => {
+                    return Err(KeyError::Encoding(format!(
+                        "expected a \"PRIVATE KEY\" (PKCS#8) or \"RSA PRIVATE KEY\" (PKCS#1) \
+                         PEM block, got {other:?}"
+                    )))
+                }
             }
-            doc.as_bytes().to_vec()
         } else {
             let compact: String = text.split_whitespace().collect();
-            STANDARD
-                .decode(compact)
-                .map_err(|_| KeyError::Encoding("neither a PEM block nor base64 DER".into()))?
+            let der =
+                Zeroizing::new(STANDARD.decode(compact).map_err(|_| {
+                    KeyError::Encoding("neither a PEM block nor base64 DER".into())
+                })?);
+            // A PKCS#1 RSAPrivateKey starts with two INTEGERs, a PKCS#8
+            // PrivateKeyInfo with an INTEGER and a SEQUENCE: one parse tells.
+            if rsa::RsaPrivateKey::from_pkcs1_der(&der).is_ok() {
+                pkcs1_to_pkcs8(&der)?
+            } else {
+                der
+            }
         };
-        Self::from_pkcs8_der(algorithm, &der)
+        Self::from_pkcs8_der(algorithm, &pkcs8)
     }
 
     /// The private key in PKCS#8 DER, to be sealed by the master key. Never
@@ -271,6 +364,17 @@ impl PublicKey {
 fn ec_members<T: AsRef<[u8]>>(crv: &str, x: Option<&T>, y: Option<&T>) -> Value {
     let b64 = |v: Option<&T>| v.map(|v| URL_SAFE_NO_PAD.encode(v.as_ref()));
     json!({ "kty": "EC", "crv": crv, "x": b64(x), "y": b64(y) })
+}
+
+/// Re-encodes a PKCS#1 RSA private key as PKCS#8, the form asapd seals and
+/// aws-lc-rs signs with.
+fn pkcs1_to_pkcs8(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let key = rsa::RsaPrivateKey::from_pkcs1_der(der)
+        .map_err(|_| KeyError::WrongType { expected: "RSA" })?;
+    let doc = key
+        .to_pkcs8_der()
+        .map_err(|e| KeyError::Encoding(e.to_string()))?;
+    Ok(Zeroizing::new(doc.as_bytes().to_vec()))
 }
 
 /// RFC 7468 PEM with 64-column lines, as OpenSSL writes it.

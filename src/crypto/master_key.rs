@@ -5,6 +5,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand::RngCore;
+use zeroize::Zeroizing;
 
 /// Format byte in front of every sealed blob, so the scheme can change later
 /// without guessing what old rows hold.
@@ -61,21 +62,24 @@ impl MasterKey {
     }
 
     pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
-        let raw = STANDARD
-            .decode(text.trim())
-            .map_err(|_| MasterKeyError::NotBase64)?;
-        let bytes: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| MasterKeyError::WrongLength(raw.len()))?;
+        let raw = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| MasterKeyError::NotBase64)?,
+        );
+        let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(
+            raw.as_slice()
+                .try_into()
+                .map_err(|_| MasterKeyError::WrongLength(raw.len()))?,
+        );
         Ok(Self::from_bytes(&bytes))
     }
 
     /// A fresh random key, base64-encoded, for `--dev` and docs.
     pub fn generate_base64() -> String {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        STANDARD.encode(bytes)
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        STANDARD.encode(bytes.as_ref())
     }
 
     /// Encrypts `plaintext`, binding it to `aad` (the kid) so a ciphertext
@@ -100,7 +104,9 @@ impl MasterKey {
         out
     }
 
-    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    /// Decrypts a blob made by [`MasterKey::seal`] with the same `aad`. The
+    /// plaintext (a private key) is zeroed when dropped.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != FORMAT_V1 {
             return Err(DecryptError);
         }
@@ -114,6 +120,7 @@ impl MasterKey {
                     aad,
                 },
             )
+            .map(Zeroizing::new)
             .map_err(|_| DecryptError)
     }
 }
@@ -126,7 +133,7 @@ mod tests {
     fn round_trips_and_binds_the_aad() {
         let key = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
         let sealed = key.seal(b"secret", b"svc/k1");
-        assert_eq!(key.open(&sealed, b"svc/k1").unwrap(), b"secret");
+        assert_eq!(key.open(&sealed, b"svc/k1").unwrap().as_slice(), b"secret");
         assert!(key.open(&sealed, b"svc/k2").is_err());
         let other = MasterKey::from_base64(&MasterKey::generate_base64()).unwrap();
         assert!(other.open(&sealed, b"svc/k1").is_err());

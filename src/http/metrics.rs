@@ -9,6 +9,7 @@ use actix_web::{get, web, HttpMessage, HttpResponse};
 
 use crate::state::AppState;
 use crate::store::{keys, StoreResult};
+use crate::telemetry::Chain;
 
 /// Label for requests no route matched: a scanner probing a thousand paths
 /// must not create a thousand time series.
@@ -73,7 +74,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     match refresh_key_gauges(&state).await {
         Ok(()) => m.db_up.set(1),
         Err(e) => {
-            tracing::warn!(error = %e, "metrics: cannot read key gauges from the database");
+            tracing::warn!(
+                error = %Chain(&e),
+                "metrics: cannot read key gauges from the database"
+            );
             m.db_up.set(0);
         }
     }

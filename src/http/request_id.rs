@@ -12,6 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use rand::RngCore;
+use tracing::Instrument;
 
 use crate::error::{ApiError, PROBLEM_JSON};
 
@@ -57,15 +58,31 @@ pub async fn middleware(
         .and_then(sane)
         .unwrap_or_else(new_id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    // Handlers' and extractors' errors arrive as responses; an `Err` here
-    // could only come from an inner middleware, and actix renders it with
-    // the same `ApiError::render`.
-    let res = next.call(req).await?.map_into_boxed_body();
-    let mut res = to_problem(res, &id);
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, value);
+    // Every line logged while serving the request, however deep in a
+    // service, carries its id through this span. The path, not the URI:
+    // a query string may hold anything. At ERROR level so that it is on
+    // whenever any line is (`ASAPD_LOG=warn` would drop an INFO span, and
+    // the warnings inside would lose their id); the level of a span is
+    // not printed.
+    let span = tracing::error_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.path(),
+    );
+    async move {
+        // Handlers' and extractors' errors arrive as responses; an `Err`
+        // here could only come from an inner middleware, and actix renders
+        // it with the same `ApiError::render`.
+        let res = next.call(req).await?.map_into_boxed_body();
+        let mut res = to_problem(res, &id);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut().insert(REQUEST_ID, value);
+        }
+        Ok(res)
     }
-    Ok(res)
+    .instrument(span)
+    .await
 }
 
 fn to_problem(res: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBody> {

@@ -14,7 +14,8 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Option<Pruned>> {
     };
     let result = retention::prune(state).await;
     lock.release().await;
-    let pruned = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Keep the cause: the job loop logs the whole chain (`{:#}`).
+    let pruned = result.map_err(anyhow::Error::new)?;
     if pruned.by_age + pruned.by_count > 0 {
         tracing::info!(
             by_age = pruned.by_age,

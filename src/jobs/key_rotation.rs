@@ -14,7 +14,8 @@ pub async fn run_once(state: &AppState) -> anyhow::Result<Option<RotationReport>
     };
     let result = rotation::run(state).await;
     lock.release().await;
-    let report = result.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Keep the cause: the job loop logs the whole chain (`{:#}`).
+    let report = result.map_err(anyhow::Error::new)?;
     if report != RotationReport::default() {
         tracing::info!(?report, "keys rotated");
     }

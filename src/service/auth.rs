@@ -11,6 +11,7 @@ use crate::domain::names::{CallerName, GroupName};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::secrets::{self as secret_store, Credentials};
+use crate::telemetry::Chain;
 
 /// An authenticated caller and the groups it belongs to.
 #[derive(Debug, Clone)]
@@ -184,7 +185,7 @@ pub async fn failed(
     // The refusal stands whether or not its record lands: a failed write
     // must not turn a wrong secret into a 503 an attacker can provoke.
     if let Err(e) = state.audit.record(event).await {
-        tracing::warn!(error = %e, "auth.failed could not be audited");
+        tracing::warn!(error = %Chain(&e), "auth.failed could not be audited");
     }
     blocked
 }

@@ -28,7 +28,7 @@ pub async fn verify_master_key(store: &Store, key: &MasterKey) -> anyhow::Result
         .decode(stored)
         .context("master key check is not base64")?;
     match key.open(&blob, CHECK_AAD) {
-        Ok(plain) if plain == CHECK_PLAINTEXT => Ok(()),
+        Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
         _ => anyhow::bail!(
             "the master key does not match this database: its private keys were encrypted \
              under a different master key. Start asapd with the master key this database \
@@ -49,19 +49,22 @@ pub struct AdminCredentials {
 #[error("an admin already exists ({0}); asapd init only sets up an empty database")]
 pub struct AdminExists(pub String);
 
+/// The name of some caller in group `admin`, if there is one.
+pub async fn existing_admin(state: &AppState) -> anyhow::Result<Option<String>> {
+    let mut conn = state.store.acquire().await?;
+    Ok(caller_store::list(&mut conn)
+        .await?
+        .into_iter()
+        .find(|c| c.groups.iter().any(|g| g == GroupName::ADMIN))
+        .map(|c| c.name))
+}
+
 /// Creates the caller `admin` in group `admin` unless some admin exists.
 pub async fn create_first_admin(
     state: &AppState,
 ) -> anyhow::Result<Result<AdminCredentials, AdminExists>> {
-    let existing = {
-        let mut conn = state.store.acquire().await?;
-        caller_store::list(&mut conn)
-            .await?
-            .into_iter()
-            .find(|c| c.groups.iter().any(|g| g == GroupName::ADMIN))
-    };
-    if let Some(admin) = existing {
-        return Ok(Err(AdminExists(admin.name)));
+    if let Some(admin) = existing_admin(state).await? {
+        return Ok(Err(AdminExists(admin)));
     }
     let spec = CallerSpec {
         name: CallerName::parse("admin").expect("valid name"),
@@ -74,7 +77,8 @@ pub async fn create_first_admin(
     };
     let created = callers::create(state, &crate::audit::Origin::system(), spec)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the admin caller: {e:?}"))?;
+        .map_err(anyhow::Error::new)
+        .context("creating the admin caller")?;
     Ok(Ok(AdminCredentials {
         client_id: created.caller.name,
         client_secret: created.client_secret,

@@ -4,9 +4,11 @@ use std::str::FromStr;
 
 use rand::RngCore;
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 
+use crate::crypto::keypair::KeyError;
 use crate::crypto::{KeyPair, PublicKey};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
@@ -161,7 +163,8 @@ pub async fn generate(
     add(state, origin, action::KEY_CREATED, caller, req, pair).await
 }
 
-/// Imports a PKCS#8 private key (PEM or base64 DER) for `caller`.
+/// Imports a private key (PKCS#8, or PKCS#1 for RSA; PEM or base64 DER)
+/// for `caller`.
 pub async fn import(
     state: &AppState,
     origin: &Origin,
@@ -169,14 +172,29 @@ pub async fn import(
     req: NewKey,
     private_key: String,
 ) -> ApiResult<KeyInfo> {
-    let algorithm = match req.algorithm {
+    let private_key = Zeroizing::new(private_key);
+    let chosen = req.algorithm;
+    let algorithm = match chosen {
         Some(a) => a,
         None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
     };
     let pair = tokio::task::spawn_blocking(move || KeyPair::import(algorithm, &private_key))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_field("private_key", e.to_string()))?;
+        .map_err(|e| match e {
+            // The caller's own algorithm was assumed: say which field picks
+            // the family, rather than blame a key that is fine.
+            KeyError::Mismatch { found, algorithm } if chosen.is_none() => ApiError::bad_field(
+                "algorithm",
+                format!(
+                    "this is {} but the caller signs with {algorithm}; pass \"algorithm\": {} \
+                     to pick the family of this key",
+                    found.describe(),
+                    found.algorithms()
+                ),
+            ),
+            e => ApiError::bad_field("private_key", e.to_string()),
+        })?;
     add(state, origin, action::KEY_IMPORTED, caller, req, pair).await
 }
 

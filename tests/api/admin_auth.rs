@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{assert_problem, spawn_app};
 
 #[tokio::test]
 async fn missing_credentials_get_401_with_a_challenge() {
@@ -164,7 +164,9 @@ async fn disabled_admin_is_refused() {
 
 #[tokio::test]
 async fn failed_admin_logins_are_audited_and_limited_per_source_ip() {
-    let app = spawn_app_with(|s| {
+    // Frozen: no failed-login allowance comes back during the test.
+    let clock = asapd::clock::Clock::manual(crate::token_support::now());
+    let app = crate::helpers::spawn_app_with_clock(clock, |s| {
         s.http.trusted_proxies = vec!["127.0.0.1".to_owned().try_into().unwrap()];
         s.tokens.failed_auth_burst = 2;
         s.tokens.failed_auth_per_minute = 1;

@@ -21,6 +21,24 @@ fn dev_server(data: &Path) -> (Server, String) {
     (server, secret)
 }
 
+/// `asapd token` as svc-a for svc-b from `base`, the secret in the
+/// environment, plus `extra` flags.
+fn token_for_svc_a(base: &str, secret: &str, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "token",
+        "--url",
+        base,
+        "--client-id",
+        "svc-a",
+        "--audience",
+        "svc-b",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = asapd_bare(&args);
+    cmd.env("ASAPD_CLIENT_SECRET", secret);
+    cmd
+}
+
 fn run(mut cmd: std::process::Command) -> Output {
     cmd.output().expect("run asapd")
 }
@@ -62,21 +80,11 @@ async fn token_and_verify_work_against_a_dev_server() {
 
     // asapd token: the secret from the environment, the token on stdout.
     let token_cmd = |secret: &str| {
-        let mut cmd = asapd_bare(&[
-            "token",
-            "--url",
+        run(token_for_svc_a(
             &base,
-            "--client-id",
-            "svc-a",
-            "--audience",
-            "svc-b",
-            "--lifetime",
-            "120",
-            "--cacert",
-            cert_arg,
-        ]);
-        cmd.env("ASAPD_CLIENT_SECRET", secret);
-        run(cmd)
+            secret,
+            &["--lifetime", "120", "--cacert", cert_arg],
+        ))
     };
     let out = token_cmd(&secret);
     assert!(
@@ -151,5 +159,44 @@ async fn token_and_verify_work_against_a_dev_server() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("404"), "{stderr}");
+    server.stop();
+}
+
+/// Without `--cacert`, the dev server's self-signed certificate fails the
+/// TLS handshake: `token` and `verify` say to pass `--cacert`.
+#[test]
+fn a_tls_failure_suggests_cacert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = dev_server(dir.path());
+    let base = format!("https://127.0.0.1:{}", server.port);
+
+    let out = run(token_for_svc_a(&base, "asapd_whatever", &[]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--cacert"), "{stderr}");
+    assert!(stderr.contains("not trusted"), "{stderr}");
+
+    // Any well-formed token with a kid makes verify fetch the key.
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let forged = format!(
+        "{}.{}.c2ln",
+        b64(json!({"alg": "ES256", "kid": "svc-a/k1", "typ": "JWT"})),
+        b64(json!({"iss": "svc-a"}))
+    );
+    let repository = format!("{base}/v1/keys/");
+    let out = run(asapd_bare(&[
+        "verify",
+        "--repository",
+        &repository,
+        "--audience",
+        "svc-b",
+        &forged,
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--cacert"), "{stderr}");
     server.stop();
 }

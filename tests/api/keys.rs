@@ -1,6 +1,6 @@
 //! Key generation for every algorithm, and the key lifecycle.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use p256::pkcs8::{DecodePublicKey, EncodePrivateKey, LineEnding};
 use reqwest::{Method, StatusCode};
@@ -328,4 +328,138 @@ async fn an_unexpected_fault_is_an_opaque_500_with_the_request_id() {
         .await
         .status()
         .is_success());
+}
+
+/// PKCS#1 RSA keys (`BEGIN RSA PRIVATE KEY`, `openssl genrsa -traditional`)
+/// import as PEM and as base64 DER, like PKCS#8 ones, and the imported key
+/// signs tokens that verify against the PEM asapd publishes for it.
+#[tokio::test]
+async fn pkcs1_and_pkcs8_rsa_keys_import_and_sign_verifiable_tokens() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePublicKey;
+
+    let app = spawn_app().await;
+    let caller = app.caller_granted("svc-a", &["svc-b"]).await;
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pkcs1_pem = key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string();
+    assert!(pkcs1_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let pkcs1_der = STANDARD.encode(key.to_pkcs1_der().unwrap().as_bytes());
+    let pkcs8_der = STANDARD.encode(key.to_pkcs8_der().unwrap().as_bytes());
+    let forms = [
+        ("pkcs1-pem", pkcs1_pem),
+        ("pkcs1-der", pkcs1_der),
+        ("pkcs8-der", pkcs8_der),
+    ];
+    for (name, text) in forms {
+        let res = app
+            .admin_json(
+                Method::POST,
+                "/v1/admin/callers/svc-a/keys/import",
+                json!({"private_key": text, "name": name, "algorithm": "RS256"}),
+            )
+            .await;
+        let status = res.status();
+        let imported: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{name}: {imported}");
+        assert_eq!(
+            imported["state"], "pending",
+            "{name}: pending until rotated"
+        );
+        let kid = format!("svc-a/{name}");
+        let served = pem_of(&app, &kid).await.text().await.unwrap();
+        let served = rsa::RsaPublicKey::from_public_key_pem(&served).unwrap();
+        assert_eq!(served, key.to_public_key(), "{name}");
+
+        // Rotation activates the oldest pending key: this one.
+        let res = app
+            .admin(Method::POST, "/v1/admin/callers/svc-a/keys/rotate")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{name}: rotate {}", res.status());
+        let token = app.token(&caller, "svc-b").await;
+        let (header, claims) = app.verify(&token, "svc-b").await;
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()), "{name}");
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(claims["iss"], "svc-a");
+    }
+}
+
+/// An RSA key for an ES256 caller, without `algorithm`: the answer says
+/// that `algorithm` picks the family, and which values do.
+#[tokio::test]
+async fn an_rsa_key_without_algorithm_is_told_that_algorithm_picks_the_family() {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+
+    let app = spawn_app().await;
+    app.create_caller(json!({"name": "svc-a", "algorithm": "ES256"}))
+        .await;
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    for text in [
+        key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string(),
+        key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+    ] {
+        let res = app
+            .admin_json(
+                Method::POST,
+                "/v1/admin/callers/svc-a/keys/import",
+                json!({"private_key": text}),
+            )
+            .await;
+        let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem["field"], "algorithm");
+        let detail = problem["detail"].as_str().unwrap();
+        for part in [
+            "an RSA key",
+            "signs with ES256",
+            "\"algorithm\": \"RS256\"",
+            "PS256",
+        ] {
+            assert!(detail.contains(part), "{part:?} in {detail}");
+        }
+    }
+    // Named explicitly, the mismatch is the key's fault, and says so.
+    let ec = p256::SecretKey::random(&mut rand::rngs::OsRng)
+        .to_pkcs8_pem(LineEnding::LF)
+        .unwrap();
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers/svc-a/keys/import",
+            json!({"private_key": ec.as_str(), "algorithm": "RS256"}),
+        )
+        .await;
+    let problem = assert_problem(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(problem["field"], "private_key");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("a P-256 EC key but RS256 needs an RSA key"),
+        "{detail}"
+    );
+}
+
+/// A background job that fails says why: the cause survives to the log
+/// line (`{:#}`), not only "internal error".
+#[tokio::test]
+async fn a_failing_rotation_pass_keeps_its_cause() {
+    let start = 1_900_000_000;
+    let app =
+        crate::helpers::spawn_app_with_clock(asapd::clock::Clock::manual(start), |_| {}).await;
+    app.create_caller(json!({"name": "svc-a"})).await;
+    {
+        let mut conn = app.state.store.acquire().await.unwrap();
+        sqlx::query("UPDATE callers SET algorithm = $1 WHERE name = $2")
+            .bind("XY999-corrupt")
+            .bind("svc-a")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    // Past the 30-day rotation period: the pass must generate a key.
+    app.state.clock.advance(31 * 86_400);
+    let err = asapd::jobs::key_rotation::run_once(&app.state)
+        .await
+        .expect_err("a corrupt algorithm fails the pass");
+    let logged = format!("{err:#}");
+    assert!(logged.contains("XY999-corrupt"), "{logged}");
 }

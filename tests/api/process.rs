@@ -593,3 +593,80 @@ async fn operator_certificate_serves_https_and_half_a_pair_stops_the_start() {
         }
     }
 }
+
+/// `serve` without `--dev` on a database with no admin says so, and how to
+/// make one; once `asapd init` has run, it does not.
+#[tokio::test]
+async fn serve_without_an_admin_warns_that_init_creates_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_database_url(dir.path()).await;
+    let master = MasterKey::generate_base64();
+    let server = Server::start(dir.path(), &db, &master).await;
+    server.wait_for_output("no admin yet");
+    let output = server.stop();
+    let line = output.lines().find(|l| l.contains("no admin yet")).unwrap();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("asapd init"), "{line}");
+
+    init_admin(dir.path(), &db, &master);
+    let output = Server::start(dir.path(), &db, &master).await.stop();
+    assert!(output.contains("asapd listening"), "{output}");
+    assert!(!output.contains("no admin yet"), "{output}");
+}
+
+/// Every log line of a request carries its request id, through the
+/// request's span: here a warning logged deep in the store layer when the
+/// database is unavailable, in the JSON log format.
+#[tokio::test]
+async fn a_warning_inside_a_request_carries_its_request_id() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    // SQLite whatever the suite runs on: this is about logs, and an
+    // exclusive lock makes the outage that provokes the warning.
+    let db = format!("sqlite://{}", dir.path().join("asapd.db").display());
+    let master = MasterKey::generate_base64();
+    let secret = init_admin(dir.path(), &db, &master);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = asapd(
+        &["serve", "--listen", &listen],
+        dir.path(),
+        &db,
+        Some(&master),
+    );
+    // warn: the span must not depend on INFO lines being on.
+    cmd.env("ASAPD_LOG_FORMAT", "json").env("ASAPD_LOG", "warn");
+    let server = Server::spawn(cmd, port).healthy().await;
+
+    let mut lock = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let res = crate::helpers::http()
+        .post(server.url("/v1/admin/groups"))
+        .basic_auth("admin", Some(&secret))
+        .header("x-request-id", "req-span-1")
+        .json(&serde_json::json!({"name": "g", "audiences": ["x"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    sqlx::raw_sql("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    server.wait_for_output("database unavailable");
+    let output = server.stop();
+    let warning: serde_json::Value = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["level"] == "WARN" && l["fields"]["message"] == "database unavailable")
+        .unwrap_or_else(|| panic!("no database warning: {output}"));
+    assert_eq!(warning["span"]["name"], "request", "{warning}");
+    assert_eq!(warning["span"]["request_id"], "req-span-1", "{warning}");
+    assert_eq!(warning["span"]["method"], "POST", "{warning}");
+    assert_eq!(warning["span"]["path"], "/v1/admin/groups", "{warning}");
+    // The cause travels with it, not just "database unavailable".
+    let error = warning["fields"]["error"].as_str().unwrap();
+    assert!(error.contains("locked"), "{warning}");
+}

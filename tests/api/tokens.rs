@@ -1,12 +1,22 @@
 //! `POST /v1/tokens`: one test per rule of DESIGN §4.
 
-use std::time::Duration;
-
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, is_postgres, spawn_app, spawn_app_with};
+use asapd::clock::Clock;
+use asapd::config::Settings;
+
+use crate::helpers::{
+    assert_problem, is_postgres, spawn_app, spawn_app_with, spawn_app_with_clock, TestApp,
+};
 use crate::token_support::{detail, now};
+
+/// An app whose clock stands still at the real time (so tokens stay valid
+/// for verifiers) until the test moves it: rate limits then hold exactly,
+/// however slow the machine.
+async fn frozen_app(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_clock(Clock::manual(now()), customise).await
+}
 
 #[tokio::test]
 async fn issues_a_token_with_every_claim_and_header_asap_needs() {
@@ -391,9 +401,7 @@ async fn oversized_claims_are_refused() {
 }
 
 /// Asks until the first 429 (at most 20 times); returns the successes
-/// before it and the 429. Counting instead of expecting exact positions
-/// keeps the tests right on a slow, loaded machine, where a cell may
-/// replenish between two requests.
+/// before it and the 429.
 async fn until_limited<F, Fut>(ask: F) -> (usize, reqwest::Response)
 where
     F: Fn() -> Fut,
@@ -411,7 +419,7 @@ where
 
 #[tokio::test]
 async fn the_rate_limit_answers_429_then_lets_the_caller_in_again() {
-    let app = spawn_app().await;
+    let app = frozen_app(|_| {}).await;
     app.group(json!({"name": "g", "audiences": ["svc-b"], "max_lifetime": 600}))
         .await;
     let a = app
@@ -422,7 +430,7 @@ async fn the_rate_limit_answers_429_then_lets_the_caller_in_again() {
         .await;
     let ask = || app.token_request(&a, json!({"audience": "svc-b"}));
     let (ok, res) = until_limited(ask).await;
-    assert!(ok >= 2, "the burst of 2 passes: {ok}");
+    assert_eq!(ok, 2, "the burst of 2 passes, no more");
     let retry: u64 = res.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -434,8 +442,12 @@ async fn the_rate_limit_answers_429_then_lets_the_caller_in_again() {
         .as_str()
         .unwrap()
         .contains("rule: rate_limited"));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Short of a second, still nothing; at the second, one more request.
+    app.state.clock.advance_ms(999);
+    assert_eq!(ask().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.state.clock.advance_ms(1);
     assert_eq!(ask().await.status(), StatusCode::OK);
+    assert_eq!(ask().await.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // A new override applies at once, without a restart: the old quota
     // would let one or two through now, the new one at least four.
@@ -448,30 +460,29 @@ async fn the_rate_limit_answers_429_then_lets_the_caller_in_again() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let (ok, _) = until_limited(ask).await;
-    assert!(ok >= 4, "the new burst of 4 passes: {ok}");
-    assert!(
-        app.metric("asapd_rate_limited_total", &["limit=\"caller\""])
-            .unwrap()
-            >= 2.0
+    assert_eq!(ok, 4, "the new burst of 4 passes");
+    assert_eq!(
+        app.metric("asapd_rate_limited_total", &["limit=\"caller\""]),
+        Some(4.0)
     );
 }
 
 #[tokio::test]
 async fn the_default_rate_limit_comes_from_the_config() {
-    let app = spawn_app_with(|s| {
+    let app = frozen_app(|s| {
         s.tokens.rate_limit_per_second = 1;
         s.tokens.rate_limit_burst = 1;
     })
     .await;
     let a = app.caller_granted("svc-a", &["svc-b"]).await;
     let (ok, res) = until_limited(|| app.token_request(&a, json!({"audience": "svc-b"}))).await;
-    assert!(ok >= 1);
+    assert_eq!(ok, 1);
     assert_problem(res, StatusCode::TOO_MANY_REQUESTS).await;
 }
 
 #[tokio::test]
 async fn failed_authentication_is_limited_per_source_ip() {
-    let app = spawn_app_with(|s| {
+    let app = frozen_app(|s| {
         s.http.trusted_proxies = vec!["127.0.0.1".to_owned().try_into().unwrap()];
         s.tokens.failed_auth_burst = 2;
         s.tokens.failed_auth_per_minute = 1;
@@ -497,11 +508,19 @@ async fn failed_authentication_is_limited_per_source_ip() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry > 1, "Retry-After {retry}");
+    assert_eq!(retry, 60, "one failure a minute");
     assert_problem(res, StatusCode::TOO_MANY_REQUESTS).await;
     // Other addresses are not affected.
     let res = attempt(a.secret.clone(), "10.0.0.2").await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // The block lasts its minute, on asapd's clock.
+    app.state.clock.advance(59);
+    let res = attempt(a.secret.clone(), "10.0.0.1").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "1");
+    app.state.clock.advance(1);
+    let res = attempt(a.secret.clone(), "10.0.0.1").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the minute is over");
 
     let failed = app.audit_rows("auth.failed").await;
     assert_eq!(failed.len(), 3);
@@ -687,7 +706,9 @@ async fn refused_rule(res: reqwest::Response) -> (StatusCode, String) {
 /// earliest one is the answer (and the audited reason).
 #[tokio::test]
 async fn rules_are_checked_in_the_documented_order() {
-    let app = spawn_app().await;
+    // Frozen: "busy" must not get a second request's worth back between
+    // its two requests.
+    let app = frozen_app(|_| {}).await;
     app.group(json!({"name": "g", "audiences": ["svc-b"], "max_lifetime": 300}))
         .await;
     let everything_wrong = json!({

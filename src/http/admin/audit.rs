@@ -199,7 +199,7 @@ pub async fn export_audit(
             let rows = match rows {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::error!(error = ?e, "audit export aborted");
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "audit export aborted");
                     return Some((
                         Err(actix_web::error::ErrorServiceUnavailable("database")),
                         None,

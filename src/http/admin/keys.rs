@@ -33,8 +33,11 @@ pub struct GenerateKey {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportKey {
-    /// PKCS#8 private key, PEM (`-----BEGIN PRIVATE KEY-----`) or base64 DER.
+    /// Private key, PEM or base64 DER: PKCS#8 (`-----BEGIN PRIVATE KEY-----`)
+    /// or, for RSA, PKCS#1 (`-----BEGIN RSA PRIVATE KEY-----`).
     pub private_key: String,
+    /// Picks the key family: default the caller's algorithm, so an RSA key
+    /// for an ES256 caller needs `"algorithm": "RS256"` (or another RSA one).
     pub algorithm: Option<Algorithm>,
     pub name: Option<KeyName>,
     #[serde(default)]

@@ -10,6 +10,7 @@ use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
 use crate::domain::denial::{Denial, Rule};
 use crate::state::AppState;
+use crate::telemetry::Chain;
 
 /// Step 8: the token is returned only if this commit succeeds.
 pub(super) async fn record_issued(
@@ -102,7 +103,11 @@ impl Denier<'_> {
         }));
         // The refusal stands whether or not its record could be written.
         if let Err(e) = self.state.audit.record(event).await {
-            tracing::warn!(error = %e, rule = rule.as_str(), "token.denied could not be audited");
+            tracing::warn!(
+                error = %Chain(&e),
+                rule = rule.as_str(),
+                "token.denied could not be audited"
+            );
         }
         error
     }
