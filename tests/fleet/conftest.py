@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from procs import Nginx, Postgres, Replica, master_key, wait_until
+from procs import REFRESH_INTERVAL_SECS, Nginx, Postgres, Replica, master_key, wait_until
 
 ASAPD_BIN = os.environ.get("ASAPD_BIN", "target/debug/asapd")
 PGBIN = Path("/usr/lib/postgresql/15/bin")
@@ -25,9 +25,38 @@ PGBIN = Path("/usr/lib/postgresql/15/bin")
 GROUP = "fleet"
 AUDIENCE = "svc-fleet"
 
+# For callers that tests drive hard: asapd's default (100/s) would turn a
+# tight polling loop into 429s.
+NO_RATE_LIMIT = {"per_second": 1_000_000, "burst": 1_000_000}
+
+# The fleet-wide limit test_rate_limit.py checks.
+LIMITED = {"per_second": 1, "burst": 6}
+
+# Callers that exist before replica B starts, as in a fleet that has been
+# running: a test about rotation, revocation, a kill or the rate limit must
+# not depend on how fast B learns of a new caller (test_propagation.py
+# measures that). name -> rate_limit.
+ESTABLISHED = {
+    "xff": None,
+    "rotation": NO_RATE_LIMIT,
+    "revocation": NO_RATE_LIMIT,
+    "kill": NO_RATE_LIMIT,
+    "limited-direct": LIMITED,
+    "limited-nginx": LIMITED,
+    "p-rotation": NO_RATE_LIMIT,
+    "p-revocation": NO_RATE_LIMIT,
+    "p-disabling": NO_RATE_LIMIT,
+}
+
+# How long setup waits for a replica to learn of a change made on the other.
+# Far below keys.refresh_interval_secs: only a change notification fits.
+SETUP_DEADLINE = 10
+
 # Loopback traffic never goes through a proxy from the environment.
 for var in ("no_proxy", "NO_PROXY"):
     os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
+
+assert SETUP_DEADLINE < REFRESH_INTERVAL_SECS
 
 _names = itertools.count(1)
 
@@ -63,6 +92,7 @@ class Fleet:
         self.database_url = None
         self.admin_auth = None
         self.a = self.b = self.nginx = None
+        self.established = {}
 
     def start(self):
         self.pg.start()
@@ -72,6 +102,9 @@ class Fleet:
         key = master_key()
         self.a = Replica("a", self.work, ASAPD_BIN, self.database_url, key)
         self.b = Replica("b", self.work, ASAPD_BIN, self.database_url, key)
+        self.nginx = Nginx(self.work, [self.a, self.b])
+        self.lb = self.nginx.base
+        self.cert = str(self.nginx.cert)
         # The admin exists before either replica serves.
         init = subprocess.run([ASAPD_BIN, "init", "--json"], capture_output=True, text=True,
                               timeout=120, env=self.a.env)
@@ -79,11 +112,14 @@ class Fleet:
         creds = json.loads(init.stdout)
         self.admin_auth = (creds["client_id"], creds["client_secret"])
         self.a.start()
+        r = session(self.admin_auth).post(
+            self.a.base + "/v1/admin/groups", timeout=30,
+            json={"name": GROUP, "audiences": [AUDIENCE], "max_lifetime": 600})
+        assert r.status_code == 201, f"create group: {r.status_code} {r.text}"
+        self.established = {name: self.create_caller(self.a.base, name, rate_limit=limit)
+                            for name, limit in ESTABLISHED.items()}
         self.b.start()
-        self.nginx = Nginx(self.work, [self.a, self.b])
         self.nginx.start()
-        self.lb = self.nginx.base
-        self.cert = str(self.nginx.cert)
 
     def stop(self):
         for part in (self.nginx, self.a, self.b):
@@ -94,8 +130,8 @@ class Fleet:
     def replicas(self):
         return [self.a, self.b]
 
-    def admin(self, base):
-        """An admin session for a replica's or the balancer's base URL."""
+    def admin(self):
+        """An admin session, for a replica or the balancer."""
         return session(self.admin_auth, self.cert)
 
     # --- admin calls, made where the test says ---------------------------
@@ -104,32 +140,39 @@ class Fleet:
         body = {"name": name, "groups": [GROUP], "algorithm": algorithm}
         if rate_limit is not None:
             body["rate_limit"] = rate_limit
-        r = self.admin(via).post(via + "/v1/admin/callers", json=body, timeout=60)
+        r = self.admin().post(via + "/v1/admin/callers", json=body, timeout=60)
         assert r.status_code == 201, f"create caller {name} on {via}: {r.status_code} {r.text}"
         b = r.json()
         return Caller(name, b["client_secret"], b["kid"])
 
+    def wait_published_on(self, replica, kid):
+        """Setup: waits until replica serves kid's PEM, i.e. knows the key
+        (and so its caller), without spending the caller's rate limit."""
+        s = session()
+        wait_until(lambda: s.get(f"{replica.base}/v1/keys/{kid}", timeout=10).status_code == 200,
+                   SETUP_DEADLINE, f"replica {replica.name} publishing {kid} (change notification)")
+
     def rotate(self, via, name):
         """Rotates through `via`; returns the new active kid."""
-        r = self.admin(via).post(f"{via}/v1/admin/callers/{name}/keys/rotate", timeout=60)
+        r = self.admin().post(f"{via}/v1/admin/callers/{name}/keys/rotate", timeout=60)
         assert r.status_code == 200, f"rotate {name}: {r.status_code} {r.text}"
         return r.json()["kid"]
 
     def revoke(self, via, kid):
         """Revokes through `via`; returns the replacement's kid, if any."""
-        r = self.admin(via).post(f"{via}/v1/admin/keys/{kid}/revoke", timeout=60)
+        r = self.admin().post(f"{via}/v1/admin/keys/{kid}/revoke", timeout=60)
         assert r.status_code == 200, f"revoke {kid}: {r.status_code} {r.text}"
         replacement = r.json().get("replacement")
         return replacement and replacement["kid"]
 
     def set_enabled(self, via, name, enabled):
-        r = self.admin(via).patch(f"{via}/v1/admin/callers/{name}", json={"enabled": enabled},
+        r = self.admin().patch(f"{via}/v1/admin/callers/{name}", json={"enabled": enabled},
                                   timeout=60)
         assert r.status_code == 200, f"patch {name}: {r.status_code} {r.text}"
 
     def issued_jtis(self, via, caller):
         """Every jti in `token.issued` records for caller, all pages."""
-        s, jtis, cursor = self.admin(via), set(), None
+        s, jtis, cursor = self.admin(), set(), None
         while True:
             params = {"action": "token.issued", "target": f"caller:{caller}", "limit": 1000}
             if cursor:
@@ -157,10 +200,6 @@ def fleet():
     f = Fleet(work)
     try:
         f.start()
-        r = session(f.admin_auth).post(
-            f.a.base + "/v1/admin/groups", timeout=30,
-            json={"name": GROUP, "audiences": [AUDIENCE], "max_lifetime": 600})
-        assert r.status_code == 201, f"create group: {r.status_code} {r.text}"
         yield f
     finally:
         f.stop()
@@ -175,3 +214,24 @@ def whole_fleet(fleet):
         if not r.alive():
             r.start()
     wait_until(fleet.pg.accepts, 30, "PostgreSQL accepting")
+
+
+def pytest_sessionfinish(session):
+    import figures
+
+    path = os.environ.get("FLEET_FIGURES")
+    if path and figures.RESULTS:
+        figures.write(path, {
+            "replicas": 2,
+            "database": "PostgreSQL 15 (loopback, fsync off)",
+            "asapd": os.path.realpath(ASAPD_BIN),
+            "keys.refresh_interval_secs": REFRESH_INTERVAL_SECS,
+        })
+
+
+def pytest_terminal_summary(terminalreporter):
+    import figures
+
+    if figures.RESULTS:
+        terminalreporter.section("propagation A -> B (target/fleet-propagation.json)")
+        terminalreporter.write_line(figures.table())

@@ -243,7 +243,10 @@ class Nginx:
         self.port = free_port()
         self.base = f"https://127.0.0.1:{self.port}"
         self.cert, key = self_signed_cert(self.dir)
-        servers = "\n".join(f"        server 127.0.0.1:{r.port};" for r in replicas)
+        # max_fails=0: a replica the tests killed and restarted is back in
+        # the rotation at once, so round robin keeps alternating A and B
+        # (a refused connection still moves the request to the other one).
+        servers = "\n".join(f"        server 127.0.0.1:{r.port} max_fails=0;" for r in replicas)
         self.conf = self.dir / "nginx.conf"
         self.conf.write_text(NGINX_CONF.format(dir=self.dir, servers=servers, port=self.port,
                                                cert=self.cert, key=key))

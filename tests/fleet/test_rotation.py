@@ -1,0 +1,59 @@
+"""Tokens issued continuously through the balancer keep verifying, with the
+verifier real services run, across a manual rotation made on replica A.
+
+The verifier fetches keys through the same balancer. If B did not know A's
+new key, a token A signed with it would send the verifier to B half of the
+time, get 404, and a valid token would be refused.
+"""
+
+import time
+
+from atlassian_jwt_auth.key import HTTPSPublicKeyRetriever
+from atlassian_jwt_auth.verifier import JWTAuthVerifier
+
+from conftest import AUDIENCE, session
+
+# Tokens with the new kid the stream must verify before it stops; enough
+# for the verifier to have fetched the new key through both upstreams.
+AFTER_ROTATION = 20
+BEFORE_ROTATION = 10
+STREAM_DEADLINE = 30  # s; a safety stop, not a timing assertion
+
+
+def verifier(fleet):
+    """A verifier that has seen no key yet: the library shares one HTTP
+    cache (honouring Cache-Control) across all its retrievers."""
+    HTTPSPublicKeyRetriever._class_session = None
+    return JWTAuthVerifier(HTTPSPublicKeyRetriever(fleet.lb + "/v1/keys/"))
+
+
+def test_tokens_verify_across_a_rotation_made_on_one_replica(fleet):
+    caller = fleet.established["rotation"]
+
+    # One long-lived verifier, like a service's: it keeps what it fetched.
+    v = verifier(fleet)
+    client = session(caller.auth, fleet.cert)
+    issued, refused, failed = [], [], []
+    new_kid = None
+    deadline = time.monotonic() + STREAM_DEADLINE
+    while time.monotonic() < deadline:
+        r = fleet.token(fleet.lb, caller, client)
+        if r.status_code != 200:
+            failed.append((r.status_code, r.text))
+            continue
+        body = r.json()
+        issued.append(body["kid"])
+        try:
+            v.verify_jwt(body["token"], AUDIENCE, verify=fleet.cert)
+        except Exception as e:  # noqa: BLE001 -- any refusal is the failure
+            refused.append((body["kid"], repr(e)))
+        if new_kid is None and len(issued) >= BEFORE_ROTATION:
+            new_kid = fleet.rotate(fleet.a.base, caller.name)
+        if new_kid is not None and issued.count(new_kid) >= AFTER_ROTATION:
+            break
+
+    assert not failed, f"the balancer refused {len(failed)} token requests: {failed[:3]}"
+    assert not refused, f"valid tokens refused by the verifier: {refused[:3]}"
+    assert new_kid is not None and issued.count(new_kid) >= AFTER_ROTATION, (
+        f"only {issued.count(new_kid)} tokens with the new kid {new_kid} in {STREAM_DEADLINE} s")
+    assert issued[0] == caller.kid, "the stream started before the rotation"
