@@ -3,7 +3,7 @@ CARGO ?= cargo
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: run build test test-sqlite test-postgres interop lint fmt openapi bench clean
+.PHONY: run build test test-sqlite test-postgres interop fleet lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -15,8 +15,8 @@ build:
 
 ## The whole suite: unit + black-box tests on SQLite, again on PostgreSQL when
 ## ASAPD_TEST_POSTGRES_URL points at a server, then the interop tests with
-## real ASAP/JWKS client libraries.
-test: test-sqlite test-postgres interop
+## real ASAP/JWKS client libraries, then the fleet test.
+test: test-sqlite test-postgres interop fleet
 
 test-sqlite:
 	ASAPD_TEST_POSTGRES_URL= $(CARGO) test --locked
@@ -31,6 +31,11 @@ test-postgres:
 
 interop: build
 	bash tests/interop/run.sh
+
+## The production topology on loopback: its own PostgreSQL, two replicas,
+## nginx over TLS in front; writes target/fleet-propagation.json.
+fleet: build
+	bash tests/fleet/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -262,7 +262,7 @@ class Nginx:
             user = {"user": 65534, "group": 65534, "extra_groups": []}
         with open(self.dir / "stderr.log", "wb") as stderr:
             self.proc = subprocess.Popen(
-                ["nginx", "-p", str(self.dir), "-c", str(self.conf),
+                [os.environ.get("FLEET_NGINX", "nginx"), "-p", str(self.dir), "-c", str(self.conf),
                  "-e", str(self.dir / "error.log")],
                 stdout=subprocess.DEVNULL, stderr=stderr, env=BASE_ENV, **user,
             )

@@ -12,13 +12,17 @@ bin=${ASAPD_BIN:-target/debug/asapd}
 ASAPD_BIN=$(realpath "$bin")
 export ASAPD_BIN
 
-if ! command -v nginx >/dev/null; then
+# Debian's nginx lives in /usr/sbin, which a non-login PATH may lack.
+nginx_bin() { command -v nginx || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }; }
+if ! nginx_bin >/dev/null; then
     [[ $(id -u) -eq 0 ]] || { echo "fleet: nginx is missing; install Debian's nginx (needs root)" >&2; exit 1; }
     echo "fleet: installing nginx (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     apt-get install -y -q --no-install-recommends nginx
 fi
+FLEET_NGINX=$(nginx_bin)
+export FLEET_NGINX
 
 # The interop tests' venv: the same verifier library, pinned once.
 venv=target/interop-venv
