@@ -26,6 +26,9 @@ pub struct Metrics {
     pub db_connections: IntGaugeVec,
     /// 1 when the last scrape could read the database, else 0.
     pub db_up: IntGauge,
+    pub change_notifications: IntCounterVec,
+    pub change_listener_reconnects: IntCounter,
+    pub change_listener_connected: IntGauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +107,25 @@ impl Metrics {
                 "Whether the last scrape could read the database (1) or not (0)",
             )
             .unwrap(),
+            change_notifications: IntCounterVec::new(
+                Opts::new(
+                    "change_notifications_total",
+                    "Change notifications heard from the fleet (PostgreSQL), by kind",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            change_listener_reconnects: IntCounter::new(
+                "change_listener_reconnects_total",
+                "Times the change listener lost its connection, reconnected and reloaded",
+            )
+            .unwrap(),
+            change_listener_connected: IntGauge::new(
+                "change_listener_connected",
+                "Whether this replica hears the fleet's change notifications (1) or not (0); \
+                 always 0 on SQLite",
+            )
+            .unwrap(),
             registry,
         };
         for c in [
@@ -120,6 +142,9 @@ impl Metrics {
             Box::new(m.audit_pruned.clone()),
             Box::new(m.db_connections.clone()),
             Box::new(m.db_up.clone()),
+            Box::new(m.change_notifications.clone()),
+            Box::new(m.change_listener_reconnects.clone()),
+            Box::new(m.change_listener_connected.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

@@ -18,7 +18,29 @@ use crate::store::{audit as audit_store, Conn};
 /// audit record commit together or not at all.
 pub async fn record_in(conn: &mut Conn, event: AuditEvent) -> Result<(), ApiError> {
     audit_store::insert_batch(conn, std::slice::from_ref(&event)).await?;
+    // Every change is audited in its own transaction, so this is the one
+    // place that sees them all: tell the other replicas too.
+    if let Some(change) = announced_change(&event) {
+        crate::store::changes::announce(conn, &change).await?;
+    }
     Ok(())
+}
+
+/// What other replicas hear of an audited change: `<kind>:<name>`, from the
+/// action's family and the target (`secret.revoked` on `caller:svc-a` is
+/// `secret:svc-a`). Events that change nothing replicas keep in memory
+/// (pruning) are not announced.
+fn announced_change(event: &AuditEvent) -> Option<String> {
+    let kind = event.action.split('.').next()?;
+    if !matches!(
+        kind,
+        "caller" | "secret" | "group" | "key" | "settings" | "token"
+    ) {
+        return None;
+    }
+    let target = event.target.as_deref().unwrap_or_default();
+    let name = target.split_once(':').map_or(target, |(_, name)| name);
+    Some(format!("{kind}:{name}"))
 }
 
 impl From<AuditError> for ApiError {

@@ -2,6 +2,7 @@
 //! together on shutdown. A failing pass is logged and the loop goes on.
 
 pub mod audit_prune;
+pub mod change_listener;
 pub mod key_refresh;
 pub mod key_rotation;
 
@@ -30,6 +31,9 @@ impl Jobs {
 pub fn spawn(state: Arc<AppState>) -> Jobs {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let s = state.clone();
+    let listener_stop = stopped.clone();
+    tasks.spawn(async move { change_listener::run(&s, listener_stop).await });
     let every = Duration::from_secs(state.settings.keys.refresh_interval_secs);
     let s = state.clone();
     tasks.spawn(every_interval(

@@ -76,6 +76,14 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
                 let pair = generate_pair(algorithm).await?;
                 let caller = CallerName::parse(caller)?;
                 let mut tx = state.store.begin().await?;
+                // Decided on a read outside this transaction: another
+                // replica may have prepublished since.
+                if keys::oldest_pending(&mut tx, caller.as_str())
+                    .await?
+                    .is_some()
+                {
+                    continue;
+                }
                 let name = new_key_name(now);
                 let row = store_key(
                     &mut tx,
@@ -94,6 +102,9 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
             }
             Some(next) if now >= due_at && now >= next.created_at + prepublish => {
                 let mut tx = state.store.begin().await?;
+                if keys::oldest_pending(&mut tx, caller).await?.as_deref() != Some(&next.kid) {
+                    continue; // another replica rotated it in meanwhile
+                }
                 let retired = keys::retire_active(&mut tx, caller, now).await?;
                 keys::activate(&mut tx, &next.kid, now).await?;
                 let event = AuditEvent::new(&origin, state.clock.now_ms(), action::KEY_ROTATED, Outcome::Success)

@@ -90,6 +90,17 @@ pub async fn retire_active(conn: &mut Conn, caller: &str, now: i64) -> StoreResu
     .await?)
 }
 
+/// The kid of `caller`'s oldest pending key, if it has one.
+pub async fn oldest_pending(conn: &mut Conn, caller: &str) -> StoreResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT kid FROM keys WHERE caller = $1 AND state = 'pending' \
+         ORDER BY created_at, kid LIMIT 1",
+    )
+    .bind(caller)
+    .fetch_optional(conn)
+    .await?)
+}
+
 pub async fn activate(conn: &mut Conn, kid: &str, now: i64) -> StoreResult<()> {
     let done = sqlx::query(
         "UPDATE keys SET state = 'active', activated_at = $2 WHERE kid = $1 AND state = 'pending'",

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod callers;
+pub mod changes;
 pub mod groups;
 pub mod keys;
 pub mod meta;
@@ -106,6 +107,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Where a change listener connects: PostgreSQL only.
+    listen_url: Option<std::sync::Arc<str>>,
 }
 
 impl Store {
@@ -154,11 +157,23 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        let listen_url = (backend == Backend::Postgres).then(|| url.as_str().into());
+        Ok(Self {
+            pool,
+            backend,
+            listen_url,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A dedicated connection that hears every replica's changes; `None`
+    /// on SQLite, which has no other replica.
+    pub async fn change_listener(&self) -> Option<StoreResult<changes::ChangeListener>> {
+        let url = self.listen_url.as_ref()?;
+        Some(changes::ChangeListener::connect(url).await)
     }
 
     fn migrator(&self) -> &'static Migrator {

@@ -22,6 +22,8 @@ pub struct TestApp {
     /// The app's state, for tests that drive jobs or the clock directly.
     pub state: std::sync::Arc<asapd::state::AppState>,
     pub database_url: String,
+    /// The master key, base64: replicas of this app need it.
+    pub master_key: String,
     /// Held so the directory lives as long as the app.
     _data_dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
@@ -114,6 +116,37 @@ pub async fn spawn_app_with_clock(clock: Clock, customise: impl FnOnce(&mut Sett
         admin_secret: creds.client_secret,
         state,
         database_url,
+        master_key,
+        _data_dir: data_dir,
+        server,
+    }
+}
+
+/// Another replica of `app`: its own process state and port, the same
+/// database, master key and clock. The bootstrap admin exists already.
+pub async fn spawn_replica(app: &TestApp, customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(
+        data_dir.path().to_owned(),
+        app.database_url.clone(),
+        &app.master_key,
+    );
+    customise(&mut settings);
+    let replica = Application::build_with_clock(settings, app.state.clock.clone())
+        .await
+        .expect("build replica");
+    let port = replica.port();
+    let state = replica.state();
+    let server = tokio::spawn(async move {
+        let _ = replica.run_in_background().await;
+    });
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        client: http(),
+        admin_secret: app.admin_secret.clone(),
+        state,
+        database_url: app.database_url.clone(),
+        master_key: app.master_key.clone(),
         _data_dir: data_dir,
         server,
     }

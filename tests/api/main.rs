@@ -19,6 +19,7 @@ mod openapi;
 mod outage;
 mod process;
 mod public_keys;
+mod replicas;
 mod restart;
 mod rotation;
 mod secrets;

@@ -1,0 +1,114 @@
+//! Applies the fleet's changes as they commit (PostgreSQL only): every
+//! committed change to callers, secrets, groups, keys or settings arrives
+//! as a notification, and this replica reloads its key ring or drops its
+//! caller cache at once, instead of at the next periodic refresh.
+//!
+//! Notifications sent while the connection is down are lost, so each
+//! (re)connection starts with a full reload. The periodic key refresh and
+//! the caller cache's expiry stay as the fallback.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Listens until `stopped` flips. Returns at once on SQLite.
+pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
+    let mut retry = FIRST_RETRY;
+    let mut lost_before = false;
+    loop {
+        let connected = tokio::select! {
+            c = state.store.change_listener() => c,
+            _ = stopped.changed() => return,
+        };
+        let mut listener = match connected {
+            None => return,
+            Some(Ok(listener)) => listener,
+            Some(Err(e)) => {
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::from(e)),
+                    retry_in_ms = retry.as_millis() as u64,
+                    "change listener cannot connect; changes from other replicas wait for the periodic refresh"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = stopped.changed() => return,
+                }
+                retry = (retry * 2).min(LAST_RETRY);
+                continue;
+            }
+        };
+        retry = FIRST_RETRY;
+        state.metrics.change_listener_connected.set(1);
+        if lost_before {
+            tracing::info!("change listener reconnected; reloading everything it may have missed");
+        }
+        // Whatever changed before LISTEN took effect was not heard.
+        refresh(state, true, true).await;
+        loop {
+            let heard = tokio::select! {
+                heard = listener.next() => heard,
+                _ = stopped.changed() => return,
+            };
+            match heard {
+                Ok(Some(change)) => {
+                    let mut changes = vec![change];
+                    changes.extend(listener.buffered());
+                    apply(state, &changes).await;
+                }
+                Ok(None) => {
+                    tracing::warn!("change listener lost its connection; reconnecting");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{:#}", anyhow::Error::from(e)),
+                        "change listener failed; reconnecting"
+                    );
+                    break;
+                }
+            }
+        }
+        lost_before = true;
+        state.metrics.change_listener_connected.set(0);
+        state.metrics.change_listener_reconnects.inc();
+    }
+}
+
+/// Brings this replica's in-memory state up to date with `changes`.
+pub async fn apply(state: &AppState, changes: &[String]) {
+    let kind = |c: &String| c.split(':').next().unwrap_or_default().to_owned();
+    let mut reload_keys = false;
+    let mut drop_callers = false;
+    for change in changes {
+        let kind = kind(change);
+        state
+            .metrics
+            .change_notifications
+            .with_label_values(&[kind.as_str()])
+            .inc();
+        // A deleted caller takes its keys along; a key change moves a
+        // caller's signer.
+        reload_keys |= matches!(kind.as_str(), "key" | "caller");
+        drop_callers |= matches!(kind.as_str(), "caller" | "secret" | "group");
+    }
+    refresh(state, reload_keys, drop_callers).await;
+}
+
+async fn refresh(state: &AppState, reload_keys: bool, drop_callers: bool) {
+    if drop_callers {
+        state.callers.invalidate();
+    }
+    if reload_keys {
+        if let Err(e) = state.keyring.reload(&state.store).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "reloading the key ring after a change failed; the periodic refresh retries"
+            );
+        }
+    }
+}

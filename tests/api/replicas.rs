@@ -1,0 +1,192 @@
+//! Two replicas on one PostgreSQL act as one service: what one commits,
+//! the other applies at once through change notifications. The periodic
+//! refresh is set to an hour here, so only a notification can explain a
+//! change showing up on the other replica. SQLite is one process: these
+//! tests only run on PostgreSQL.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{is_postgres, spawn_app_with, spawn_replica, TestApp};
+use crate::token_support::Caller;
+
+/// Far longer than any test: the fallback refresh never runs.
+const NO_REFRESH: u64 = 3600;
+/// How long a replica may take to react before the test fails. Generous,
+/// for a loaded CI machine; the fleet test measures the real figures.
+const DEADLINE: Duration = Duration::from_secs(5);
+
+async fn two_replicas() -> Option<(TestApp, TestApp)> {
+    if !is_postgres() {
+        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
+        return None;
+    }
+    let a = spawn_app_with(|s| s.keys.refresh_interval_secs = NO_REFRESH).await;
+    let b = spawn_replica(&a, |s| s.keys.refresh_interval_secs = NO_REFRESH).await;
+    Some((a, b))
+}
+
+/// Polls `check` until it holds; fails the test after [`DEADLINE`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `POST /v1/tokens` for svc-b on `app`: status and body.
+async fn token_on(app: &TestApp, caller: &Caller) -> (StatusCode, Value) {
+    let res = app
+        .token_request(caller, json!({"audience": "svc-b"}))
+        .await;
+    (res.status(), res.json().await.unwrap())
+}
+
+async fn pem_status(app: &TestApp, kid: &str) -> StatusCode {
+    app.request(Method::GET, &format!("/v1/keys/{kid}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_change_on_one_replica_applies_on_the_other() {
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
+    // B has cached nothing about svc-a yet; and it asks before svc-a exists.
+    let caller = Caller {
+        name: "svc-a".into(),
+        secret: "none yet".into(),
+        kid: String::new(),
+    };
+    assert_eq!(token_on(&b, &caller).await.0, StatusCode::UNAUTHORIZED);
+    let caller = a.caller_granted("svc-a", &["svc-b"]).await;
+    eventually("caller created on A issues on B", || async {
+        token_on(&b, &caller).await.0 == StatusCode::OK
+    })
+    .await;
+
+    let rotated = a
+        .admin(Method::POST, "/v1/admin/callers/svc-a/keys/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let new_kid = rotated.json::<Value>().await.unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("B signs with the key rotated in on A", || async {
+        token_on(&b, &caller).await.1["kid"] == new_kid.as_str()
+    })
+    .await;
+
+    let res = a
+        .admin(Method::POST, &format!("/v1/admin/keys/{new_kid}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    eventually("B unpublishes the key revoked on A", || async {
+        pem_status(&b, &new_kid).await == StatusCode::NOT_FOUND
+            && !b.jwks().await.iter().any(|k| k["kid"] == new_kid.as_str())
+    })
+    .await;
+    let (status, body) = token_on(&b, &caller).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_ne!(body["kid"], new_kid.as_str(), "B signs with a revoked key");
+
+    let res = a
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/svc-a",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    eventually("B refuses the caller disabled on A", || async {
+        token_on(&b, &caller).await.0 == StatusCode::FORBIDDEN
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_secret_revoked_on_one_replica_stops_working_on_the_other() {
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
+    let caller = a.caller_granted("svc-a", &["svc-b"]).await;
+    // Cached on B now.
+    assert_eq!(token_on(&b, &caller).await.0, StatusCode::OK);
+    let secrets = a.admin_get_json("/v1/admin/callers/svc-a/secrets").await;
+    let id = secrets[0]["id"].as_str().unwrap();
+    let res = a
+        .admin(
+            Method::DELETE,
+            &format!("/v1/admin/callers/svc-a/secrets/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    eventually("B refuses the secret revoked on A", || async {
+        token_on(&b, &caller).await.0 == StatusCode::UNAUTHORIZED
+    })
+    .await;
+}
+
+/// The connection a replica listens on drops (as when PostgreSQL restarts):
+/// it reconnects, and what changed meanwhile is applied.
+#[tokio::test]
+async fn a_replica_reconnects_and_reloads_what_it_missed() {
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
+    let before = b
+        .metric("asapd_change_listener_reconnects_total", &[])
+        .unwrap_or(0.0);
+    eventually("B listens", || async {
+        b.metric("asapd_change_listener_connected", &[]) == Some(1.0)
+    })
+    .await;
+    // Drop every listening connection of this database, B's among them.
+    let db = a.database_url.rsplit('/').next().unwrap().to_owned();
+    let server = std::env::var("ASAPD_TEST_POSTGRES_URL").unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+        .await
+        .unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND query LIKE 'LISTEN%'",
+    )
+    .bind(&db)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(killed.len() >= 2, "listeners found: {}", killed.len());
+
+    // Changed while B is (or may be) disconnected.
+    let caller = a.caller_granted("svc-late", &["svc-b"]).await;
+    eventually(
+        "B serves a caller created while it was disconnected",
+        || async { token_on(&b, &caller).await.0 == StatusCode::OK },
+    )
+    .await;
+    eventually("B counted the reconnect", || async {
+        b.metric("asapd_change_listener_reconnects_total", &[])
+            .unwrap_or(0.0)
+            > before
+    })
+    .await;
+    assert_eq!(b.metric("asapd_change_listener_connected", &[]), Some(1.0));
+}
