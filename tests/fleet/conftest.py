@@ -39,6 +39,7 @@ LIMITED = {"per_second": 1, "burst": 6}
 ESTABLISHED = {
     "xff": None,
     "rotation": NO_RATE_LIMIT,
+    "rotation-race": NO_RATE_LIMIT,
     "revocation": NO_RATE_LIMIT,
     "kill": NO_RATE_LIMIT,
     "limited-direct": LIMITED,
@@ -47,6 +48,12 @@ ESTABLISHED = {
     "p-revocation": NO_RATE_LIMIT,
     "p-disabling": NO_RATE_LIMIT,
 }
+
+# Callers created before B starts, besides ESTABLISHED, so the fleet holds
+# a few hundred published keys, as a real one does: what a replica does on
+# each change (reload, re-sign-in) costs more the more keys there are, and
+# an empty fleet would hide that.
+BACKGROUND_CALLERS = int(os.environ.get("FLEET_BACKGROUND_CALLERS", "300"))
 
 # How long setup waits for a replica to learn of a change made on the other.
 # Far below keys.refresh_interval_secs: only a change notification fits.
@@ -118,6 +125,11 @@ class Fleet:
         assert r.status_code == 201, f"create group: {r.status_code} {r.text}"
         self.established = {name: self.create_caller(self.a.base, name, rate_limit=limit)
                             for name, limit in ESTABLISHED.items()}
+        admin = self.admin()
+        for i in range(BACKGROUND_CALLERS):
+            r = admin.post(self.a.base + "/v1/admin/callers", timeout=60,
+                           json={"name": f"background-{i}", "groups": [GROUP]})
+            assert r.status_code == 201, f"create background-{i}: {r.status_code} {r.text}"
         self.b.start()
         self.nginx.start()
 
@@ -226,6 +238,7 @@ def pytest_sessionfinish(session):
             "database": "PostgreSQL 15 (loopback, fsync off)",
             "asapd": os.path.realpath(ASAPD_BIN),
             "keys.refresh_interval_secs": REFRESH_INTERVAL_SECS,
+            "callers_before_the_trials": len(ESTABLISHED) + BACKGROUND_CALLERS,
         })
 
 

@@ -12,7 +12,18 @@ from procs import wait_until
 RECONNECT_DEADLINE = SETUP_DEADLINE
 
 
+def metric(replica, name):
+    """One unlabelled sample from the replica's /metrics, or None."""
+    text = session().get(replica.base + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def test_replicas_reconnect_after_a_postgres_restart(fleet):
+    reconnects = metric(fleet.b, "asapd_change_listener_reconnects_total")
+    assert reconnects is not None, "B's /metrics has no asapd_change_listener_reconnects_total"
     fleet.pg.stop()
     fleet.pg.start()  # waits until it accepts connections
     name = unique("after-restart")
@@ -38,3 +49,6 @@ def test_replicas_reconnect_after_a_postgres_restart(fleet):
     wait_until(b_issues, RECONNECT_DEADLINE,
                "B issuing for a caller created on A after a PostgreSQL restart")
     print(f"B issued for the new caller {time.monotonic() - t0:.3f} s after A created it")
+    assert metric(fleet.b, "asapd_change_listener_reconnects_total") > reconnects, (
+        "B's listener must count the lost connection")
+    assert metric(fleet.b, "asapd_change_listener_connected") == 1, "B's listener is not connected"

@@ -18,6 +18,7 @@ from conftest import AUDIENCE, session
 AFTER_ROTATION = 20
 BEFORE_ROTATION = 10
 STREAM_DEADLINE = 30  # s; a safety stop, not a timing assertion
+ROTATIONS = 20
 
 
 def verifier(fleet):
@@ -57,3 +58,23 @@ def test_tokens_verify_across_a_rotation_made_on_one_replica(fleet):
     assert new_kid is not None and issued.count(new_kid) >= AFTER_ROTATION, (
         f"only {issued.count(new_kid)} tokens with the new kid {new_kid} in {STREAM_DEADLINE} s")
     assert issued[0] == caller.kid, "the stream started before the rotation"
+
+
+def test_b_publishes_a_key_as_soon_as_a_signs_with_it(fleet):
+    """The race the stream above can only hit by chance, made on purpose:
+    the first token A signs with its new key, and at once a verifier's
+    fetch of that key lands on B. A notification takes milliseconds to
+    arrive; the fetch must not be refused in the meantime."""
+    caller = fleet.established["rotation-race"]
+    on_a, plain = session(caller.auth), session()
+    refused = []
+    for _ in range(ROTATIONS):
+        new_kid = fleet.rotate(fleet.a.base, caller.name)
+        r = fleet.token(fleet.a.base, caller, on_a)
+        assert r.status_code == 200 and r.json()["kid"] == new_kid, r.text
+        pem = plain.get(f"{fleet.b.base}/v1/keys/{new_kid}", timeout=10)
+        if pem.status_code != 200:
+            refused.append((new_kid, pem.status_code))
+    assert not refused, (
+        f"B did not publish the key A had just signed with, {len(refused)} of {ROTATIONS} "
+        f"times: {refused[:3]}")
