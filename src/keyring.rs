@@ -31,6 +31,9 @@ pub struct PublishedKey {
     pub public: PublicKey,
     /// The SPKI PEM body, ready to send.
     pub pem: Bytes,
+    /// Its entity tag: derived from the content, so every replica gives the
+    /// same one for the same key.
+    pub etag: String,
     /// Parsed once, to verify asapd's own Bearer tokens.
     pub verifier: DecodingKey,
 }
@@ -40,8 +43,17 @@ pub struct Snapshot {
     pub published: HashMap<String, Arc<PublishedKey>>,
     /// Each caller's active key, parsed and ready to sign, by caller name.
     pub signers: HashMap<String, Arc<JwsSigner>>,
-    /// `{"keys": [...]}`, serialised once per reload.
+    /// `{"keys": [...]}`, sorted by kid, serialised once per reload.
     pub jwks: Bytes,
+    pub jwks_etag: String,
+}
+
+/// A strong entity tag for `body`: part of its SHA-256, quoted.
+pub fn etag_of(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
 }
 
 pub struct KeyRing {
@@ -55,6 +67,7 @@ impl KeyRing {
         Self {
             current: RwLock::new(Arc::new(Snapshot {
                 jwks: Bytes::from_static(br#"{"keys":[]}"#),
+                jwks_etag: etag_of(br#"{"keys":[]}"#),
                 ..Snapshot::default()
             })),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -109,6 +122,7 @@ fn build(
                 algorithm: old.algorithm,
                 public: old.public.clone(),
                 pem: old.pem.clone(),
+                etag: old.etag.clone(),
                 verifier: old.verifier.clone(),
             }),
             None => {
@@ -119,6 +133,7 @@ fn build(
                     .with_context(|| format!("public key of {}", row.kid))?;
                 Arc::new(PublishedKey {
                     verifier,
+                    etag: etag_of(public.pem.as_bytes()),
                     pem: Bytes::from(public.pem.clone()),
                     kid: row.kid.clone(),
                     caller: row.caller.clone(),
@@ -146,6 +161,7 @@ fn build(
     Ok(Snapshot {
         published,
         signers,
+        jwks_etag: etag_of(&jwks),
         jwks,
     })
 }

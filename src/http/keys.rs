@@ -27,9 +27,15 @@ fn cache_control(state: &AppState) -> CacheControl {
     get,
     path = "/v1/keys/{kid}",
     tag = "public",
-    params(("kid" = String, Path, description = "`<caller>/<key-name>`", example = "svc-a/20261122T061500Z-1a2b3c4d")),
+    params(
+        ("kid" = String, Path, description = "`<caller>/<key-name>`", example = "svc-a/20261122T061500Z-1a2b3c4d"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 if the key is unchanged"),
+    ),
     responses(
-        (status = 200, description = "SPKI public key", content_type = "application/x-pem-file", body = String),
+        (status = 200, description = "SPKI public key", content_type = "application/x-pem-file", body = String,
+            headers(("ETag" = String, description = "Derived from the content: the same on every replica"))),
+        (status = 304, description = "Unchanged since the `ETag` in `If-None-Match`",
+            headers(("ETag" = String), ("Cache-Control" = String))),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -48,10 +54,49 @@ async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<H
     let key = kid
         .and_then(|kid| snapshot.published.get(kid))
         .ok_or_else(|| ApiError::NotFound("no published key with that kid".into()))?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/x-pem-file")
-        .insert_header(cache_control(&state))
-        .body(key.pem.clone()))
+    Ok(cacheable(
+        &req,
+        &state,
+        &key.etag,
+        "application/x-pem-file",
+        key.pem.clone(),
+    ))
+}
+
+/// A public, cacheable answer with its `ETag`; `304 Not Modified` (same
+/// `ETag` and `Cache-Control`, no body) when the client's `If-None-Match`
+/// already names it, as a CDN or a verifier's HTTP cache revalidates.
+fn cacheable(
+    req: &HttpRequest,
+    state: &AppState,
+    etag: &str,
+    content_type: &'static str,
+    body: web::Bytes,
+) -> HttpResponse {
+    let unchanged = matches_if_none_match(req, etag);
+    let mut res = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::ETAG, etag))
+        .insert_header(cache_control(state));
+    if unchanged {
+        return res.finish();
+    }
+    res.insert_header((header::CONTENT_TYPE, content_type))
+        .body(body)
+}
+
+/// RFC 9110 §13.1.2: `*`, or a list of tags compared weakly (a `W/`
+/// prefix does not matter for `If-None-Match`).
+fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
 /// `GET /v1/keys/{kid}`, routed by its static prefix.
@@ -87,13 +132,22 @@ impl OpenApiFactory for KeyRepository {
 /// Every published key as a JWK Set; each JWK carries `kid`, `alg`, `use`.
 #[utoipa::path(
     tag = "public",
-    responses((status = 200, description = "JWK Set", content_type = "application/json", body = Object))
+    params(("If-None-Match" = Option<String>, Header, description = "An `ETag` from an earlier answer: 304 if the JWKS is unchanged")),
+    responses(
+        (status = 200, description = "JWK Set, sorted by kid", content_type = "application/json", body = Object,
+            headers(("ETag" = String, description = "Derived from the content: the same on every replica"))),
+        (status = 304, description = "Unchanged since the `ETag` in `If-None-Match`",
+            headers(("ETag" = String), ("Cache-Control" = String))),
+    )
 )]
 #[get("/.well-known/jwks.json")]
-pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let body = state.keyring.snapshot().jwks.clone();
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .insert_header(cache_control(&state))
-        .body(body)
+pub async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.keyring.snapshot();
+    cacheable(
+        &req,
+        &state,
+        &snapshot.jwks_etag,
+        "application/json",
+        snapshot.jwks.clone(),
+    )
 }

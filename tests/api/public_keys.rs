@@ -118,3 +118,90 @@ async fn request_ids_are_echoed_or_made() {
     let again = app.request(Method::GET, "/healthz").send().await.unwrap();
     assert_ne!(again.headers()["x-request-id"].to_str().unwrap(), made);
 }
+
+/// `GET path` with an optional `If-None-Match`: status, ETag, Cache-Control, body.
+async fn conditional_get(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    if_none_match: Option<&str>,
+) -> (u16, String, String, String) {
+    let mut req = app.request(reqwest::Method::GET, path);
+    if let Some(tag) = if_none_match {
+        req = req.header("if-none-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let (status, etag, cache) = (
+        res.status().as_u16(),
+        header("etag"),
+        header("cache-control"),
+    );
+    (status, etag, cache, res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn pem_and_jwks_carry_content_etags_that_revalidate_to_304() {
+    let app = crate::helpers::spawn_app().await;
+    let created = app
+        .create_caller(serde_json::json!({"name": "svc-a"}))
+        .await;
+    let kid = created["kid"].as_str().unwrap();
+    let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+
+    for path in [
+        format!("/v1/keys/{kid}"),
+        "/.well-known/jwks.json".to_owned(),
+    ] {
+        let (status, etag, cache, body) = conditional_get(&app, &path, None).await;
+        assert_eq!(status, 200);
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() > 20,
+            "{etag}"
+        );
+        assert!(cache.contains("max-age"), "{cache}");
+        // Derived from the content: another replica gives the same tag.
+        let (_, other_etag, _, other_body) = conditional_get(&replica, &path, None).await;
+        assert_eq!((&other_etag, &other_body), (&etag, &body), "{path}");
+
+        for tag in [
+            etag.clone(),
+            format!("W/{etag}"),
+            format!("\"x\", {etag}"),
+            "*".into(),
+        ] {
+            let (status, again, cache_304, body) = conditional_get(&app, &path, Some(&tag)).await;
+            assert_eq!(status, 304, "{path} If-None-Match: {tag}");
+            assert_eq!(
+                (again.as_str(), cache_304.as_str()),
+                (etag.as_str(), cache.as_str())
+            );
+            assert!(body.is_empty());
+        }
+        let (status, _, _, body) = conditional_get(&app, &path, Some("\"stale\"")).await;
+        assert_eq!(status, 200);
+        assert!(!body.is_empty());
+    }
+
+    // A new key changes the JWKS and its tag; the old tag gets the new body.
+    let (_, before, _, _) = conditional_get(&app, "/.well-known/jwks.json", None).await;
+    app.create_caller(serde_json::json!({"name": "svc-b"}))
+        .await;
+    let (status, after, _, body) =
+        conditional_get(&app, "/.well-known/jwks.json", Some(&before)).await;
+    assert_eq!(status, 200);
+    assert_ne!(after, before);
+    let kids: Vec<String> = serde_json::from_str::<serde_json::Value>(&body).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = kids.clone();
+    sorted.sort();
+    assert_eq!(kids, sorted, "the JWKS is sorted by kid");
+}
