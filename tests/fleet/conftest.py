@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from atlassian_jwt_auth.key import HTTPSPublicKeyRetriever
+from atlassian_jwt_auth.verifier import JWTAuthVerifier
 
 from procs import REFRESH_INTERVAL_SECS, Nginx, Postgres, Replica, master_key, wait_until
 
@@ -79,6 +81,14 @@ def session(auth=None, verify=True):
     s.verify = verify
     s.trust_env = False  # else REQUESTS_CA_BUNDLE overrides .verify
     return s
+
+
+def fresh_verifier(fleet):
+    """atlassian-jwt-auth's verifier, fetching keys through the balancer,
+    having seen no key yet: the library shares one HTTP cache (honouring
+    Cache-Control) across all its retrievers, so drop it."""
+    HTTPSPublicKeyRetriever._class_session = None
+    return JWTAuthVerifier(HTTPSPublicKeyRetriever(fleet.lb + "/v1/keys/"))
 
 
 @dataclass

@@ -5,23 +5,13 @@ that asks afresh refuses tokens signed with it.
 
 import time
 
-from atlassian_jwt_auth.key import HTTPSPublicKeyRetriever
-from atlassian_jwt_auth.verifier import JWTAuthVerifier
-
-from conftest import AUDIENCE, session
+from conftest import AUDIENCE, fresh_verifier, session
 
 # The bound DESIGN.md §9 and issue 11 set, from `revoke` returning on A.
 REVOCATION_BOUND = 1.0
 # Keep watching this long after the bound, so several checks of each kind
 # (and verifier fetches through both upstreams) fall after it.
 WATCH_UNTIL = REVOCATION_BOUND + 0.5
-
-
-def fresh_verifier(fleet):
-    """Cache bypassed: the library's HTTP cache is shared by every
-    retriever, so drop it, as a verifier starting now would have none."""
-    HTTPSPublicKeyRetriever._class_session = None
-    return JWTAuthVerifier(HTTPSPublicKeyRetriever(fleet.lb + "/v1/keys/"))
 
 
 def accepts(fleet, token):

@@ -8,10 +8,7 @@ time, get 404, and a valid token would be refused.
 
 import time
 
-from atlassian_jwt_auth.key import HTTPSPublicKeyRetriever
-from atlassian_jwt_auth.verifier import JWTAuthVerifier
-
-from conftest import AUDIENCE, session
+from conftest import AUDIENCE, fresh_verifier, session
 
 # Tokens with the new kid the stream must verify before it stops; enough
 # for the verifier to have fetched the new key through both upstreams.
@@ -21,18 +18,11 @@ STREAM_DEADLINE = 30  # s; a safety stop, not a timing assertion
 ROTATIONS = 20
 
 
-def verifier(fleet):
-    """A verifier that has seen no key yet: the library shares one HTTP
-    cache (honouring Cache-Control) across all its retrievers."""
-    HTTPSPublicKeyRetriever._class_session = None
-    return JWTAuthVerifier(HTTPSPublicKeyRetriever(fleet.lb + "/v1/keys/"))
-
-
 def test_tokens_verify_across_a_rotation_made_on_one_replica(fleet):
     caller = fleet.established["rotation"]
 
     # One long-lived verifier, like a service's: it keeps what it fetched.
-    v = verifier(fleet)
+    v = fresh_verifier(fleet)
     client = session(caller.auth, fleet.cert)
     issued, refused, failed = [], [], []
     new_kid = None
