@@ -3,7 +3,7 @@ CARGO ?= cargo
 DATA_DIR ?= ./data
 LISTEN ?= 127.0.0.1:8443
 
-.PHONY: run build test test-sqlite test-postgres interop fleet lint fmt openapi bench clean
+.PHONY: run build test test-sqlite test-postgres interop contract fleet lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -15,8 +15,9 @@ build:
 
 ## The whole suite: unit + black-box tests on SQLite, again on PostgreSQL when
 ## ASAPD_TEST_POSTGRES_URL points at a server, then the interop tests with
-## real ASAP/JWKS client libraries, then the fleet test.
-test: test-sqlite test-postgres interop fleet
+## real ASAP/JWKS client libraries, then schemathesis against the OpenAPI
+## document (contract), then the production topology (fleet).
+test: test-sqlite test-postgres interop contract fleet
 
 test-sqlite:
 	ASAPD_TEST_POSTGRES_URL= $(CARGO) test --locked
@@ -31,6 +32,11 @@ test-postgres:
 
 interop: build
 	bash tests/interop/run.sh
+
+## schemathesis (pinned, in target/contract-venv) fuzzes a running debug
+## asapd from openapi/openapi.json with all its checks, a few minutes at most.
+contract: build
+	bash tests/contract/schemathesis.sh
 
 ## The production topology on loopback: its own PostgreSQL, two replicas,
 ## nginx over TLS in front; writes target/fleet-propagation.json.

@@ -40,8 +40,10 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
+    /// `allow` lists the methods the resource answers, for the `Allow`
+    /// header RFC 9110 §15.5.6 requires on a 405.
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{detail}")]
     TooManyRequests {
         detail: String,
@@ -101,7 +103,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported Media Type")
             }
-            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method Not Allowed"),
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method Not Allowed"),
             ApiError::TooManyRequests { .. } => ("rate-limited", "Too Many Requests"),
             ApiError::Unavailable(_) => ("unavailable", "Service Unavailable"),
             ApiError::Internal(_) => ("internal", "Internal Server Error"),
@@ -154,6 +156,9 @@ impl ApiError {
             } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
+            }
             _ => {}
         }
         res.body(serde_json::to_vec(&self.problem(request_id)).expect("problem serialises"))
@@ -170,7 +175,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error;
+pub mod fleet_limits;
 pub mod fsutil;
 pub mod http;
 pub mod jobs;

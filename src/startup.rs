@@ -15,6 +15,7 @@ use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::tls;
+use crate::fleet_limits::FleetLimits;
 use crate::http::openapi::SpecJson;
 use crate::http::{self, request_id};
 use crate::jobs::{self, Jobs};
@@ -68,6 +69,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         store,
         keyring,
         limits: RateLimits::new(&settings.tokens),
+        fleet_limits: FleetLimits::default(),
         settings: Arc::new(settings),
         clock,
         audit,

@@ -6,6 +6,7 @@ use crate::audit::Auditor;
 use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::fleet_limits::FleetLimits;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub callers: CallerCache<Credentials, Policy>,
     /// Per-caller token and per-IP failed-auth limits of this replica.
     pub limits: RateLimits,
+    /// This replica's slices of callers' fleet-wide allowances (PostgreSQL).
+    pub fleet_limits: FleetLimits,
     /// Bounds concurrent RSA signatures (two per core).
     pub signing: SigningPool,
 }

@@ -22,8 +22,10 @@ pub const PRUNE_BATCH: i64 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Delete events older than this many days (1..=3650).
+    #[schema(minimum = 1, maximum = 3650)]
     pub max_age_days: Option<i64>,
     /// Keep at most this many events, newest first (100..=1000000000).
+    #[schema(minimum = 100, maximum = 1000000000)]
     pub max_entries: Option<i64>,
 }
 

@@ -21,7 +21,7 @@ pub use self::audit::AuditSettings;
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;
-pub use self::tokens::TokenSettings;
+pub use self::tokens::{RateLimitScope, TokenSettings};
 
 pub const ENV_PREFIX: &str = "ASAPD_";
 
@@ -128,6 +128,7 @@ const KNOWN_ENV: &[&str] = &[
     "TOKENS__MAX_CLAIMS_BYTES",
     "TOKENS__RATE_LIMIT_PER_SECOND",
     "TOKENS__RATE_LIMIT_BURST",
+    "TOKENS__RATE_LIMIT_SCOPE",
     "TOKENS__FAILED_AUTH_PER_MINUTE",
     "TOKENS__FAILED_AUTH_BURST",
     "TOKENS__AUDIENCE",

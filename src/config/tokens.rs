@@ -19,6 +19,12 @@ pub struct TokenSettings {
     pub rate_limit_per_second: u32,
     /// Requests a caller may make at once above the steady rate.
     pub rate_limit_burst: u32,
+    /// Whom a caller's rate limit binds on PostgreSQL: the whole `fleet`
+    /// (slices leased from the database, src/fleet_limits.rs), or each
+    /// `replica` on its own (N replicas allow N times the quota; for
+    /// measuring what the fleet limit costs). SQLite is one process: both
+    /// mean the same there.
+    pub rate_limit_scope: RateLimitScope,
     /// Failed authentications tolerated per source IP and minute.
     pub failed_auth_per_minute: u32,
     /// Failed authentications tolerated from one IP in a quick burst.
@@ -35,11 +41,19 @@ impl Default for TokenSettings {
             max_claims_bytes: 4096,
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
+            rate_limit_scope: RateLimitScope::Fleet,
             failed_auth_per_minute: 60,
             failed_auth_burst: 30,
             audience: "asapd".into(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitScope {
+    Fleet,
+    Replica,
 }
 
 impl TokenSettings {

@@ -42,7 +42,7 @@ impl TryFrom<RawRateLimit> for RateLimit {
 /// How often a caller's signing key is replaced, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "i64", into = "i64")]
-#[schema(value_type = i64, minimum = 3600, example = 2592000)]
+#[schema(value_type = i64, minimum = 3600, maximum = 315360000, example = 2592000)]
 pub struct RotationPeriod(i64);
 
 impl RotationPeriod {

@@ -14,7 +14,7 @@ const MAX_AUDIENCE_LEN: usize = 255;
 /// any run of characters (`reports-*`, `*`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "reports-*")]
+#[schema(value_type = String, example = "reports-*", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
 pub struct AudiencePattern(String);
 
 impl AudiencePattern {
@@ -85,7 +85,8 @@ impl From<AudiencePattern> for String {
 /// A network in CIDR notation; a bare address means that one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "10.0.0.0/8")]
+/// (The pattern: IPv4 or IPv6, with an optional prefix length.)
+#[schema(value_type = String, example = "10.0.0.0/8", pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}(/(3[0-2]|[12]?[0-9]))?|(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}|:((:[0-9a-fA-F]{1,4}){1,7}|:))(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")]
 pub struct Cidr(IpNet);
 
 impl Cidr {

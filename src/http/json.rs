@@ -96,26 +96,84 @@ pub async fn read_body(
     Ok(body)
 }
 
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest {
+        field: None,
+        detail: format!(
+            "the request body is not valid JSON: {}",
+            without_position(e.to_string())
+        ),
+    }
+}
+
 /// Parses JSON, naming the field at fault in errors.
+///
+/// Every body asapd takes is an object, but serde happily fills a struct
+/// from a JSON array (`[null, null]` would set every field in order), so
+/// the top level is checked here, for every endpoint at once.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ApiError::bad_field("body", "the request body must be a JSON object"),
+                Err(e) => not_json(&e),
+            },
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let inner = e.into_inner();
-        let message = without_position(inner.to_string());
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest {
-                field: None,
-                detail: format!("the request body is not valid JSON: {message}"),
-            }
-        } else {
-            ApiError::bad_field(path, message)
-        }
-    })?;
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => value,
+        Err(e) if is_float_for_integer(e.inner()) => return parse_integral_floats(body),
+        Err(e) => return Err(field_error(e)),
+    };
     de.end().map_err(|_| ApiError::BadRequest {
         field: None,
         detail: "the request body has trailing data after the JSON value".into(),
     })?;
     Ok(value)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        not_json(&inner)
+    } else {
+        ApiError::bad_field(path, without_position(inner.to_string()))
+    }
+}
+
+fn is_float_for_integer(e: &serde_json::Error) -> bool {
+    e.is_data() && e.to_string().starts_with("invalid type: floating point")
+}
+
+/// JSON has one number type: `60.0` is the integer 60 to JSON Schema and
+/// to most clients' serialisers, while serde refuses a float for an
+/// integer field. Only a body that failed on that pays for this second
+/// parse, with integral floats turned into integers; non-integral ones
+/// still fail, naming the field.
+fn parse_integral_floats<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| not_json(&e))?;
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            // Exactly representable in both types, so nothing is rounded.
+            const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                if f.abs() <= EXACT {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }

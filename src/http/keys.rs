@@ -42,9 +42,10 @@ fn cache_control(state: &AppState) -> CacheControl {
 async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     req.extensions_mut().insert(RouteLabel(ROUTE));
     if req.method() != Method::GET {
-        return Err(ApiError::MethodNotAllowed(
-            "the key repository only answers GET".into(),
-        ));
+        return Err(ApiError::MethodNotAllowed {
+            detail: "the key repository only answers GET".into(),
+            allow: "GET".into(),
+        });
     }
     // What the scope left of the (percent-decoded) path: `/<kid>`. Every
     // kid in the map is valid by construction, so a lookup is the whole

@@ -7,17 +7,16 @@ pub mod context;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod methods;
 pub mod metrics;
 pub mod oauth2;
 pub mod openapi;
 pub mod query;
 pub mod request_id;
+pub mod responses;
 pub mod tokens;
 
-use actix_web::web;
 use utoipa_actix_web::service_config::ServiceConfig;
-
-use crate::error::ApiError;
 
 /// Every route asapd serves.
 pub fn routes(cfg: &mut ServiceConfig) {
@@ -54,7 +53,6 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(admin::audit::put_retention);
 }
 
-/// Anything no route matched.
-pub async fn not_found() -> Result<web::Json<()>, ApiError> {
-    Err(ApiError::NotFound("no such resource".into()))
-}
+/// Anything no route matched: 405 with `Allow` on a path served under other
+/// methods, 404 otherwise. The app's default service.
+pub use methods::unrouted as not_found;

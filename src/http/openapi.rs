@@ -2,9 +2,11 @@
 
 use actix_web::web::{Bytes, Data};
 use actix_web::{get, HttpResponse};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     Http, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
@@ -73,6 +75,39 @@ fn admin_accepts_bearer(api: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The audit filters take only known values; the lists live in the code
+/// (`audit::action::ALL`, `Outcome`), so they are copied from there rather
+/// than written again in the annotation.
+fn audit_filter_enums(api: &mut utoipa::openapi::OpenApi) {
+    use crate::audit::{action, Outcome};
+    let outcomes = [Outcome::Success, Outcome::Denied, Outcome::Failure].map(Outcome::as_str);
+    for path in ["/v1/admin/audit", "/v1/admin/audit/export"] {
+        let params = api
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.get.as_mut())
+            .and_then(|op| op.parameters.as_mut());
+        let params = params.into_iter().flatten().filter_map(|p| match p {
+            RefOr::T(p) => Some(p),
+            RefOr::Ref(_) => None,
+        });
+        for param in params {
+            let values: &[&str] = match param.name.as_str() {
+                "action" => action::ALL,
+                "outcome" => &outcomes,
+                _ => continue,
+            };
+            param.schema = Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(values.iter().copied()))
+                    .into(),
+            );
+        }
+    }
+}
+
 /// The spec as served and committed in `openapi/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
     let (_, mut api) = actix_web::App::new()
@@ -81,6 +116,8 @@ pub fn spec() -> utoipa::openapi::OpenApi {
         .configure(super::routes)
         .split_for_parts();
     admin_accepts_bearer(&mut api);
+    audit_filter_enums(&mut api);
+    super::responses::document_shared_errors(&mut api);
     api
 }
 

@@ -90,9 +90,15 @@ fn to_problem(res: ServiceResponse<BoxBody>, id: &str) -> ServiceResponse<BoxBod
     let cause = res.response().error().map(|e| e.to_string());
     let api = match status {
         StatusCode::NOT_FOUND => ApiError::NotFound("no such resource".into()),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::MethodNotAllowed("this resource does not support that method".into())
-        }
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
+            detail: "this resource does not support that method".into(),
+            allow: res
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        },
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge("request body too large".into()),
         s if s.is_client_error() => ApiError::BadRequest {
             field: None,

@@ -35,6 +35,11 @@ pub struct TokenRequestBody {
     pub lifetime: Option<Lifetime>,
     /// `sub` other than the caller; needs a group with `allow_subject`
     /// granting every audience. Default: the caller.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub subject: Option<String>,
     /// Extra claims. May not set `iss`, `sub`, `aud`, `jti`, `iat`, `nbf`
     /// or `exp`; at most `tokens.max_claims_bytes` of JSON.
@@ -52,9 +57,21 @@ pub struct Audiences(pub Vec<String>);
 #[serde(untagged)]
 #[allow(dead_code)] // documents the schema only
 pub enum AudienceSchema {
-    One(String),
-    Many(Vec<String>),
+    One(AudienceName),
+    Many(AudienceList),
 }
+
+/// An audience: printable ASCII without spaces.
+#[derive(Serialize, ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+#[allow(dead_code)] // documents the schema only
+pub struct AudienceName(String);
+
+/// 1 to 16 audiences (`domain::grants::MAX_AUDIENCES`).
+#[derive(Serialize, ToSchema)]
+#[schema(value_type = Vec<AudienceName>, min_items = 1, max_items = 16)]
+#[allow(dead_code)] // documents the schema only
+pub struct AudienceList(Vec<AudienceName>);
 
 impl<'de> Deserialize<'de> for Audiences {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
@@ -122,11 +139,13 @@ pub struct TokenResponse {
 #[utoipa::path(tag = "tokens", security(("basic" = [])), request_body = TokenRequestBody, responses(
     (status = 200, body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
     (status = 400, description = "Malformed request, reserved or oversized claims, lifetime above the grant", body = Problem, content_type = "application/problem+json"),
-    (status = 401, description = "Missing or wrong credentials", body = Problem, content_type = "application/problem+json"),
+    (status = 401, description = "Missing or wrong credentials", body = Problem, content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "Basic challenge"))),
     (status = 403, description = "Caller disabled, client IP not allowed, audience not granted, subject not allowed", body = Problem, content_type = "application/problem+json"),
     (status = 413, body = Problem, content_type = "application/problem+json"),
     (status = 415, body = Problem, content_type = "application/problem+json"),
-    (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     (status = 503, description = "The audit log or the caller's key is unavailable; no token was issued", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/tokens")]

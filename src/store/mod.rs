@@ -8,6 +8,7 @@ pub mod changes;
 pub mod groups;
 pub mod keys;
 pub mod meta;
+pub mod rate_buckets;
 pub mod secrets;
 
 use std::str::FromStr;

@@ -10,6 +10,7 @@ mod callers;
 mod cli_client;
 mod concurrent_writes;
 mod config_layers;
+mod contract;
 mod groups;
 mod helpers;
 mod keys;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{is_postgres, spawn_app_with, spawn_replica, TestApp};
+use asapd::clock::Clock;
+
+use crate::helpers::{is_postgres, spawn_app_with_clock, spawn_replica, TestApp};
 use crate::token_support::Caller;
 
 /// Far longer than any test: the fallback refresh never runs.
@@ -20,11 +22,15 @@ const NO_REFRESH: u64 = 3600;
 const DEADLINE: Duration = Duration::from_secs(5);
 
 async fn two_replicas() -> Option<(TestApp, TestApp)> {
+    two_replicas_on(Clock::System).await
+}
+
+async fn two_replicas_on(clock: Clock) -> Option<(TestApp, TestApp)> {
     if !is_postgres() {
         eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
         return None;
     }
-    let a = spawn_app_with(|s| s.keys.refresh_interval_secs = NO_REFRESH).await;
+    let a = spawn_app_with_clock(clock, |s| s.keys.refresh_interval_secs = NO_REFRESH).await;
     let b = spawn_replica(&a, |s| s.keys.refresh_interval_secs = NO_REFRESH).await;
     Some((a, b))
 }
@@ -189,4 +195,69 @@ async fn a_replica_reconnects_and_reloads_what_it_missed() {
     })
     .await;
     assert_eq!(b.metric("asapd_change_listener_connected", &[]), Some(1.0));
+}
+
+/// Requests alternating between `a` and `b`: how many got a token. Every
+/// refusal is a 429 with `Retry-After`.
+async fn alternate(a: &TestApp, b: &TestApp, caller: &Caller, requests: usize) -> usize {
+    let mut issued = 0;
+    for i in 0..requests {
+        let app = if i % 2 == 0 { a } else { b };
+        let res = app
+            .token_request(caller, json!({"audience": "svc-b"}))
+            .await;
+        match res.status() {
+            StatusCode::OK => issued += 1,
+            StatusCode::TOO_MANY_REQUESTS => assert!(res.headers().contains_key("retry-after")),
+            other => panic!("token: {other}"),
+        }
+    }
+    issued
+}
+
+/// The README's bound: what the bucket holds, plus one slice per replica.
+fn fleet_bound(per_second: u32, burst: u32, replicas: u32) -> usize {
+    let slice =
+        asapd::fleet_limits::slice_of(asapd::domain::caller::RateLimit { per_second, burst });
+    (burst + replicas * slice) as usize
+}
+
+#[tokio::test]
+async fn one_rate_limit_holds_for_the_fleet() {
+    // One clock for both, and it stands still: nothing refills unless the
+    // test moves it.
+    let Some((a, b)) = two_replicas_on(Clock::manual(1_900_000_000)).await else {
+        return;
+    };
+    let caller = a.caller_granted("svc-a", &["svc-b"]).await;
+    a.admin_json(
+        Method::PATCH,
+        "/v1/admin/callers/svc-a",
+        json!({"rate_limit": {"per_second": 1, "burst": 6}}),
+    )
+    .await;
+    let issued = alternate(&a, &b, &caller, 12).await;
+    assert!(issued >= 6, "the burst is whole: {issued}");
+    assert!(
+        issued <= fleet_bound(1, 6, 2),
+        "{issued} through two replicas"
+    );
+    // Slices of one token are spent as soon as they are leased: exactly the burst.
+    assert_eq!(issued, 6);
+
+    // A second later, one more token for the fleet, not one per replica.
+    a.state.clock.advance(1);
+    assert_eq!(alternate(&a, &b, &caller, 4).await, 1);
+
+    // Larger slices (10 tokens): each replica leases, and the fleet still
+    // gets the bucket, however the requests fall.
+    let bigger = a.caller_granted("svc-c", &["svc-b"]).await;
+    a.admin_json(
+        Method::PATCH,
+        "/v1/admin/callers/svc-c",
+        json!({"rate_limit": {"per_second": 100, "burst": 20}}),
+    )
+    .await;
+    let issued = alternate(&a, &b, &bigger, 60).await;
+    assert!((20..=fleet_bound(100, 20, 2)).contains(&issued), "{issued}");
 }

@@ -33,9 +33,12 @@ pub struct AuditParams {
     pub actor: Option<String>,
     /// e.g. `caller:svc-a`, `key:svc-a/k1`.
     pub target: Option<String>,
+    #[param(format = DateTime)]
     pub from: Option<String>,
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -108,6 +111,20 @@ fn filter_of(p: &AuditParams) -> Result<AuditFilter, InvalidField> {
     Ok(filter)
 }
 
+/// `limit`, checked on the export too, where it is ignored: both
+/// operations take the same parameters, as the spec says.
+fn page_size(p: &AuditParams) -> Result<i64, InvalidField> {
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(InvalidField::new(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ))
+    }
+}
+
 fn start_of(state: &AppState, p: &AuditParams) -> Result<Option<i64>, InvalidField> {
     p.cursor
         .as_deref()
@@ -129,13 +146,7 @@ pub async fn list_audit(
 ) -> ApiResult<HttpResponse> {
     let p = params.0;
     let filter = filter_of(&p)?;
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_field(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_size(&p)?;
     let before = start_of(&state, &p)?;
     let rows = {
         let mut conn = state.store.acquire().await?;
@@ -174,6 +185,7 @@ pub async fn export_audit(
     params: ApiQuery<AuditParams>,
 ) -> ApiResult<HttpResponse> {
     let filter = filter_of(&params.0)?;
+    page_size(&params.0)?;
     const CHUNK: i64 = 500;
     let body = stream::unfold(Some(None::<i64>), move |position| {
         let state = state.clone();
@@ -250,10 +262,10 @@ pub async fn put_retention(
 pub struct RetentionUpdate {
     /// Days (1..=3650), or null for no age bound.
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, required = true, minimum = 1, maximum = 3650)]
     pub max_age_days: Option<Option<i64>>,
     /// Events (100..=1000000000), or null for no count bound.
     #[serde(default, deserialize_with = "super::nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, required = true, minimum = 100, maximum = 1000000000)]
     pub max_entries: Option<Option<i64>>,
 }

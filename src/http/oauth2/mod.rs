@@ -26,6 +26,7 @@ use crate::state::AppState;
 #[allow(dead_code)] // documents the form for the OpenAPI document only
 pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
     grant_type: String,
     /// With `client_secret`, instead of HTTP Basic (never both).
     client_id: Option<String>,
@@ -36,6 +37,7 @@ pub struct ClientCredentialsForm {
     resource: Option<Vec<String>>,
     /// Not supported: ASAP tokens carry audiences, not scopes. Any
     /// non-empty value gets `invalid_scope`.
+    #[schema(max_length = 0)]
     scope: Option<String>,
 }
 
@@ -127,8 +129,10 @@ fn client_credentials(
     responses(
         (status = 200, body = AccessTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "invalid_request, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
-        (status = 401, description = "invalid_client", body = OAuth2Error),
-        (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error),
+        (status = 401, description = "invalid_client", body = OAuth2Error,
+            headers(("WWW-Authenticate" = String, description = "Basic challenge"))),
+        (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 503, description = "temporarily_unavailable: no token was issued", body = OAuth2Error),
     )
 )]

@@ -15,7 +15,9 @@ use self::audit::{record_issued, Denier};
 use self::policy::{load_policy, Policy};
 use self::sign::{new_jti, sign};
 use crate::audit::Origin;
+use crate::config::RateLimitScope;
 use crate::domain::algorithm::Algorithm;
+use crate::domain::caller::RateLimit;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants;
@@ -23,6 +25,7 @@ use crate::error::ApiError;
 use crate::ratelimit::retry_after_secs;
 use crate::service::auth;
 use crate::state::AppState;
+use crate::store::Backend;
 
 mod audit;
 mod error;
@@ -136,10 +139,7 @@ where
     }
 
     // Step 4.
-    if let Err(wait) = state
-        .limits
-        .check_caller(&caller.principal.name, policy.rate_limit)
-    {
+    if let Err(wait) = take_allowance(state, &caller.principal.name, policy.rate_limit).await? {
         state
             .metrics
             .rate_limited
@@ -280,4 +280,30 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
+}
+
+/// Takes one request from the caller's rate limit: the fleet's on
+/// PostgreSQL (unless `tokens.rate_limit_scope = "replica"`), this
+/// process's on SQLite. `Ok(Err(wait))` when it is used up. A limit that
+/// cannot be checked (the database is down) refuses with 503 rather than
+/// falling back to a per-replica limit.
+async fn take_allowance(
+    state: &AppState,
+    caller: &str,
+    own: Option<RateLimit>,
+) -> Result<Result<(), std::time::Duration>, ApiError> {
+    let fleet = state.store.backend() == Backend::Postgres
+        && state.settings.tokens.rate_limit_scope == RateLimitScope::Fleet;
+    if !fleet {
+        return Ok(state.limits.check_caller(caller, own));
+    }
+    let tokens = &state.settings.tokens;
+    let quota = own.unwrap_or(RateLimit {
+        per_second: tokens.rate_limit_per_second,
+        burst: tokens.rate_limit_burst,
+    });
+    Ok(state
+        .fleet_limits
+        .take(&state.store, caller, quota, state.clock.now_ms())
+        .await?)
 }
