@@ -13,8 +13,8 @@ RATE_LIMIT = LIMITED  # {"per_second": 1, "burst": 6}
 REPLICAS = 2
 REQUESTS = 12  # two whole quotas: what per-replica limits would let through
 
-# The fleet-wide bound, README "Rate limit" (rule 4 of "The rules, in the
-# order they are checked"): the burst, plus at most one leased slice per
+# The fleet-wide bound, README "Several replicas" ("One rate limit per
+# caller for the fleet"): the burst, plus at most one leased slice per
 # replica, a slice being a tenth of the rate (at least 1, at most the burst).
 SLICE = min(RATE_LIMIT["burst"], max(1, RATE_LIMIT["per_second"] // 10))
 FLEET_BOUND = RATE_LIMIT["burst"] + REPLICAS * SLICE  # 8
