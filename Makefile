@@ -8,7 +8,7 @@ LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
 # `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
 PREFIX ?= /usr/local
 
-.PHONY: run build install test test-sqlite test-postgres interop contract lint fmt openapi bench clean
+.PHONY: run build install test test-sqlite test-postgres interop contract fleet lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -27,8 +27,8 @@ build:
 ## The whole suite: unit + black-box tests on SQLite, again on PostgreSQL when
 ## ASAPD_TEST_POSTGRES_URL points at a server, then the interop tests with
 ## real ASAP/JWKS client libraries, then schemathesis against the OpenAPI
-## document (contract).
-test: test-sqlite test-postgres interop contract
+## document (contract), then the production topology (fleet).
+test: test-sqlite test-postgres interop contract fleet
 
 test-sqlite:
 	ASAPD_TEST_POSTGRES_URL= $(CARGO) test --locked
@@ -48,6 +48,11 @@ interop: build
 ## asapd from openapi/openapi.json with all its checks, a few minutes at most.
 contract: build
 	bash tests/contract/schemathesis.sh
+
+## The production topology on loopback: its own PostgreSQL, two replicas,
+## nginx over TLS in front; writes target/fleet-propagation.json.
+fleet: build
+	bash tests/fleet/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
