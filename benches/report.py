@@ -206,6 +206,12 @@ for proto in ("http", "https"):
     if proto == "http":
         verdicts.append(("key fetch ≥ 0.7 of nginx", text, ok))
 
+inm = wrk("keys-asapd-inm")
+if inm is not None:
+    text, _ = ratio(inm, wrk("keys-nginx-http"), 0)
+    row("`GET /v1/keys/{kid}` asapd, `If-None-Match` → 304", inm, f"{text} of nginx (200)")
+
+
 def ceiling_of(healthz_rps, sign_rate):
     return 1 / (1 / healthz_rps + 1 / sign_rate)
 
@@ -261,6 +267,34 @@ if ceilings:
             "**one-thread** rate of asapd's own signer with the key pair kept parsed (this sign.json "
             "has no all-cores rate), which understates what the cores can sign.")
     add("")
+
+# --- the fleet ------------------------------------------------------------------------
+fleet_runs = {scope: [r for r in (wrk(f"fleet-tokens-{scope}-{n}") for n in (1, 2)) if r]
+              for scope in ("fleet", "replica")}
+if fleet_runs["fleet"] and fleet_runs["replica"]:
+    add("### Two replicas on one PostgreSQL")
+    add("")
+    add("`POST /v1/tokens` ES256 on two `asapd serve` processes at once (one wrk each, half the "
+        "connections), one caller with `rate_limit` 100,000/s (never reached: the runs measure what "
+        "the limit costs, not refusals). Runs alternate fleet, replica, fleet, replica.")
+    add("")
+    add("| rate limit | run | tokens/s, both replicas | p99 (worse replica) | errors |")
+    add("|---|---|---:|---:|---|")
+    means = {}
+    for scope, label in (("fleet", "fleet-wide (leased slices)"), ("replica", "per replica")):
+        for n, r in enumerate(fleet_runs[scope], 1):
+            add(f"| {label} | {n} | {fmt_rate(r['rps'])} | {fmt_ms(r['p99_us'])} | {checked(r)} |")
+            if r["errors"]:
+                warnings.append(f"fleet {scope} run {n}: {r['errors']} errors")
+        means[scope] = sum(r["rps"] for r in fleet_runs[scope]) / len(fleet_runs[scope])
+    cost = 1 - means["fleet"] / means["replica"]
+    errors = any(r["errors"] for runs in fleet_runs.values() for r in runs)
+    text = "invalid (errors)" if errors else (
+        f"**{cost:.1%}** (means {fmt_rate(means['fleet'])} vs {fmt_rate(means['replica'])} tokens/s)")
+    add("")
+    add(f"Cost of the fleet-wide limit = 1 − fleet ÷ per-replica: {text}.")
+    add("")
+    verdicts.append(("fleet-wide rate limit costs ≤ 10 %", text, not errors and cost <= 0.10))
 
 # --- audit -------------------------------------------------------------------------
 add("## 3. Audit commits (`benches/audit.rs`, in process, 2 tokio workers)")

@@ -6,7 +6,9 @@
 #   2. audit group commit vs one commit per event        (benches/audit.rs)
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
-#      (HTTP and HTTPS), POST /v1/tokens ES256/RS256; peak RSS after each load
+#      (HTTP and HTTPS, and revalidated with If-None-Match), POST /v1/tokens
+#      ES256/RS256; peak RSS after each load; then two replicas on one
+#      PostgreSQL, with the fleet-wide rate limit and with per-replica limits
 #   4. benches/report.py: the table, printed and written to benches/RESULTS.md
 #
 # Runs on a fresh Debian 12 machine as root: installs wrk, nginx, curl,
@@ -151,7 +153,7 @@ if [[ $WITH_PG == 1 ]]; then
     if PG_TEST_FSYNC=on scripts/pg-test-server.sh start "$PGDIR" "$PGPORT" >&2; then
         PG_URL_BASE=postgres://postgres@127.0.0.1:$PGPORT
         PG_PID=$(head -n1 "$PGDIR/data/postmaster.pid")
-        for db in audit_bench asapd_bench; do
+        for db in audit_bench asapd_bench asapd_fleet; do
             /usr/lib/postgresql/15/bin/psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres \
                 -c "CREATE DATABASE $db" postgres
         done
@@ -385,6 +387,10 @@ rss healthz-sqlite
 load keys-asapd-http asapd "$SERVER_URL/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
 rss keys-http
 load keys-nginx-http nginx "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
+# What a CDN or a verifier's HTTP cache sends once its copy is stale.
+ETAG=$(curl -sfI "$SERVER_URL/v1/keys/$KID" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+[[ -n $ETAG ]] || die "GET /v1/keys/$KID has no ETag"
+load keys-asapd-inm asapd "$SERVER_URL/v1/keys/$KID" BENCH_HEADER="If-None-Match: $ETAG" BENCH_STATUS=304
 tokens sqlite
 stop_asapd
 
@@ -408,6 +414,61 @@ if [[ -n $PG_URL_BASE ]]; then
     rss healthz-postgres
     tokens postgres
     stop_asapd
+fi
+
+# --- 3d. two replicas on one PostgreSQL: the fleet ------------------------------------
+# load_pair NAME URL_A URL_B VAR=value...: one wrk per replica at the same
+# time, each with half the threads and connections; NAME.json sums them.
+load_pair() {
+    local name=$1 url_a=$2 url_b=$3 half=$((CONNS / 2)) t=$((THREADS > 1 ? THREADS / 2 : 1)) pa pb
+    shift 3
+    say "wrk $name: $url_a + $url_b (${DURATION}s, $half connections and $t thread(s) each)"
+    env "$@" wrk -t"$t" -c"$half" -d"${WARMUP}s" -s benches/wrk/checked.lua "$url_a" >/dev/null & pa=$!
+    env "$@" wrk -t"$t" -c"$half" -d"${WARMUP}s" -s benches/wrk/checked.lua "$url_b" >/dev/null & pb=$!
+    wait "$pa" "$pb"
+    env "$@" wrk -t"$t" -c"$half" -d"${DURATION}s" --latency -s benches/wrk/checked.lua "$url_a" >"$RES/$name-a.wrk" & pa=$!
+    env "$@" wrk -t"$t" -c"$half" -d"${DURATION}s" --latency -s benches/wrk/checked.lua "$url_b" >"$RES/$name-b.wrk" & pb=$!
+    wait "$pa" "$pb"
+    python3 - "$RES/$name-a.wrk" "$RES/$name-b.wrk" >"$RES/$name.json" <<'PY'
+import json, sys
+runs = [json.loads(next(l for l in open(p) if l.startswith("WRK_RESULT "))[11:]) for p in sys.argv[1:]]
+total = {k: sum(r[k] for r in runs) for k in ("requests", "rps", "non200", "bad_body", "socket_errors")}
+total.update(duration_s=max(r["duration_s"] for r in runs), p50_us=max(r["p50_us"] for r in runs),
+             p99_us=max(r["p99_us"] for r in runs), max_us=max(r["max_us"] for r in runs),
+             first_bad=next((r["first_bad"] for r in runs if r["first_bad"]), ""))
+print(json.dumps(total))
+PY
+    cat "$RES/$name.json" >&2
+}
+
+if [[ -n $PG_URL_BASE ]]; then
+    say "two asapd replicas on one PostgreSQL (the fleet)"
+    FLEET_URL=$PG_URL_BASE/asapd_fleet
+    init_admin --data-dir "$WORK/data-fleet" --database-url "$FLEET_URL"
+    # The limit is set well above what the two replicas reach, so nothing
+    # is refused and the run measures what leasing costs: a slice of
+    # 10,000 tokens, about two leases a second per replica.
+    FLEET_CALLER=no
+    # Alternating the two scopes twice: a neighbour's load hits both.
+    for run in fleet-1 replica-1 fleet-2 replica-2; do
+        export ASAPD_TOKENS__RATE_LIMIT_SCOPE=${run%-*}
+        start_asapd "$run-a" http --data-dir "$WORK/data-fleet" --database-url "$FLEET_URL"
+        A_PID=$SERVER_PID A_URL=$SERVER_URL
+        start_asapd "$run-b" http --data-dir "$WORK/data-fleet" --database-url "$FLEET_URL"
+        B_PID=$SERVER_PID B_URL=$SERVER_URL
+        if [[ $FLEET_CALLER == no ]]; then
+            admin POST /v1/admin/groups '{"name": "bench", "audiences": ["svc-b"], "max_lifetime": 600}' >/dev/null
+            FLEET_SECRET=$(admin POST /v1/admin/callers '{"name": "fleet-es256", "groups": ["bench"],
+                "algorithm": "ES256", "rate_limit": {"per_second": 100000, "burst": 100000}}' | json client_secret)
+            FLEET_CALLER=yes
+        fi
+        auth="Basic $(printf '%s' "fleet-es256:$FLEET_SECRET" | base64 -w0)"
+        load_pair "fleet-tokens-$run" "$A_URL/v1/tokens" "$B_URL/v1/tokens" BENCH_METHOD=POST \
+            BENCH_BODY='{"audience": "svc-b"}' BENCH_AUTH="$auth" BENCH_EXPECT='"token":"ey'
+        SERVER_PID=$B_PID; stop_asapd
+        SERVER_PID=$A_PID; stop_asapd
+    done
+    unset ASAPD_TOKENS__RATE_LIMIT_SCOPE
 fi
 
 # --- 4. the table ---------------------------------------------------------------------

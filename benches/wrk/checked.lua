@@ -6,6 +6,9 @@
 --   BENCH_BODY    request body (POST)
 --   BENCH_AUTH    value of the Authorization header, if any
 --   BENCH_EXPECT  a substring every 200 body must contain (plain match)
+--   BENCH_HEADER  one more request header, "Name: value" (e.g. If-None-Match)
+--   BENCH_STATUS  the status every response must have (default 200; 304 for
+--                 a revalidation, whose body is empty)
 --
 -- At the end it prints one line that benches/report.py reads:
 --   WRK_RESULT {"requests":…,"rps":…,"p50_us":…,"p99_us":…,"non200":…,…}
@@ -18,6 +21,12 @@ local body = os.getenv("BENCH_BODY")
 local auth = os.getenv("BENCH_AUTH")
 local expect = os.getenv("BENCH_EXPECT")
 if expect == "" then expect = nil end
+local want = tonumber(os.getenv("BENCH_STATUS") or "") or 200
+local extra = os.getenv("BENCH_HEADER")
+if extra and extra ~= "" then
+  local name, value = string.match(extra, "^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 
 wrk.method = method
 if body and body ~= "" then
@@ -41,12 +50,12 @@ bad_body = 0
 first_bad = ""
 
 function response(status, headers, resp_body)
-  if status ~= 200 then
+  if status ~= want then
     non200 = non200 + 1
     if first_bad == "" then
       first_bad = tostring(status) .. " " .. string.sub(resp_body or "", 1, 160)
     end
-  elseif expect and not string.find(resp_body, expect, 1, true) then
+  elseif want == 200 and expect and not string.find(resp_body, expect, 1, true) then
     bad_body = bad_body + 1
     if first_bad == "" then
       first_bad = "200 " .. string.sub(resp_body or "", 1, 160)
