@@ -8,7 +8,7 @@ LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
 # `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
 PREFIX ?= /usr/local
 
-.PHONY: run build install test test-sqlite test-postgres interop contract fleet lint fmt openapi bench clean
+.PHONY: run build install test test-sqlite test-postgres interop contract fleet promtool docs-browser postman lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -27,8 +27,10 @@ build:
 ## The whole suite: unit + black-box tests on SQLite, again on PostgreSQL when
 ## ASAPD_TEST_POSTGRES_URL points at a server, then the interop tests with
 ## real ASAP/JWKS client libraries, then schemathesis against the OpenAPI
-## document (contract), then the production topology (fleet).
-test: test-sqlite test-postgres interop contract fleet
+## document (contract), then the production topology (fleet), then the
+## operations files: alert rules (promtool), /docs in headless Chromium,
+## the Postman collection under newman.
+test: test-sqlite test-postgres interop contract fleet promtool docs-browser postman
 
 test-sqlite:
 	ASAPD_TEST_POSTGRES_URL= $(CARGO) test --locked
@@ -53,6 +55,27 @@ contract: build
 ## nginx over TLS in front; writes target/fleet-propagation.json.
 fleet: build
 	bash tests/fleet/run.sh
+
+## deploy/prometheus: promtool checks the alert rules, runs their unit
+## tests, and checks the scrape config (its rule path rewritten to the file
+## here, since /etc/prometheus exists only in the container).
+promtool:
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts.test.yml
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		cp deploy/prometheus/alerts.yml "$$tmp/" && \
+		sed "s|/etc/prometheus/alerts.yml|$$tmp/alerts.yml|" deploy/prometheus/prometheus.yml > "$$tmp/prometheus.yml" && \
+		promtool check config "$$tmp/prometheus.yml"
+
+## GET /docs rendered by headless Chromium, no request off 127.0.0.1;
+## screenshot in target/docs/.
+docs-browser: build
+	bash tests/docs/run.sh
+
+## clients/postman/ run by newman (pinned, installed under target/) against
+## `serve --dev`.
+postman: build
+	bash tests/postman/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -46,6 +46,9 @@ enum Command {
     Migrate(ConfigArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Exit 0 when a running asapd's health URL answers 2xx, else 1: the
+    /// container image's HEALTHCHECK (it has no curl or wget).
+    Healthcheck(HealthcheckArgs),
     /// Ask a running asapd for a token, as a caller; prints the token.
     Token(TokenArgs),
     /// Check a token as an ASAP verifier does, against a key repository;
@@ -98,6 +101,19 @@ struct TokenArgs {
     /// Print the whole JSON answer, not just the token.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct HealthcheckArgs {
+    /// The URL to probe.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    url: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    timeout: u64,
+    /// Extra CA certificate to trust (PEM), for an HTTPS URL.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -195,6 +211,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Openapi => {
             print!("{}", asapd::http::openapi::spec_json());
+        }
+        Command::Healthcheck(args) => {
+            let client = client::http_client(args.cacert.as_deref())?;
+            let timeout = std::time::Duration::from_secs(args.timeout);
+            if let Err(e) = client::health::check(&client, &args.url, timeout).await {
+                eprintln!("unhealthy: {e:#}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Token(args) => {
             let client = client::http_client(args.cacert.as_deref())?;

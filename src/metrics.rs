@@ -23,6 +23,15 @@ pub struct Metrics {
     pub audit_write_seconds: Histogram,
     pub audit_batch_size: Histogram,
     pub audit_pruned: IntCounter,
+    /// Audit batches whose commit failed (their requests were refused).
+    pub audit_write_failures: IntCounter,
+    /// 1 for an enabled caller with an active key, 0 for one without: the
+    /// "caller with no active key" alert needs the zeros, which
+    /// `active_key_age_seconds` cannot show.
+    pub caller_active_key: IntGaugeVec,
+    /// Each enabled caller's rotation period, so an alert can compare
+    /// `active_key_age_seconds` with it per caller.
+    pub caller_rotation_period: IntGaugeVec,
     pub db_connections: IntGaugeVec,
     /// 1 when the last scrape could read the database, else 0.
     pub db_up: IntGauge,
@@ -97,6 +106,27 @@ impl Metrics {
                 "Audit rows deleted by pruning",
             )
             .unwrap(),
+            audit_write_failures: IntCounter::new(
+                "audit_write_failures_total",
+                "Audit batches that could not be committed",
+            )
+            .unwrap(),
+            caller_active_key: IntGaugeVec::new(
+                Opts::new(
+                    "caller_active_key",
+                    "Whether each enabled caller has an active key (1) or not (0)",
+                ),
+                &["caller"],
+            )
+            .unwrap(),
+            caller_rotation_period: IntGaugeVec::new(
+                Opts::new(
+                    "caller_rotation_period_seconds",
+                    "Each enabled caller's key rotation period",
+                ),
+                &["caller"],
+            )
+            .unwrap(),
             db_connections: IntGaugeVec::new(
                 Opts::new("db_pool_connections", "Database pool connections by state"),
                 &["state"],
@@ -140,6 +170,9 @@ impl Metrics {
             Box::new(m.audit_write_seconds.clone()),
             Box::new(m.audit_batch_size.clone()),
             Box::new(m.audit_pruned.clone()),
+            Box::new(m.audit_write_failures.clone()),
+            Box::new(m.caller_active_key.clone()),
+            Box::new(m.caller_rotation_period.clone()),
             Box::new(m.db_connections.clone()),
             Box::new(m.db_up.clone()),
             Box::new(m.change_notifications.clone()),

@@ -132,6 +132,7 @@ async fn run(
             metrics.audit_write_seconds.observe(took.as_secs_f64());
             metrics.audit_batch_size.observe(batch.events.len() as f64);
             let result = result.map_err(|e| {
+                metrics.audit_write_failures.inc();
                 tracing::error!(error = %Chain(&e), events = batch.events.len(), "audit commit failed");
                 Arc::new(e)
             });

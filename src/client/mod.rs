@@ -3,6 +3,7 @@
 //! verifier does, against a key repository URL. They talk HTTP(S) like any
 //! other client and share nothing with the server but the domain rules.
 
+pub mod health;
 pub mod token;
 pub mod verify;
 

@@ -101,9 +101,10 @@ pub struct CliOverrides {
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
-/// Top-level keys and the `[section]` keys we know, for the unknown
-/// environment variable warning.
-const KNOWN_ENV: &[&str] = &[
+/// Top-level keys and the `[section]` keys we know (without the `ASAPD_`
+/// prefix), for the unknown environment variable warning. Public so the
+/// deploy/ drift test can check the manifests' variable names against it.
+pub const KNOWN_ENV: &[&str] = &[
     "CONFIG",
     "LISTEN",
     "DATA_DIR",

@@ -8,7 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::{get, web, HttpMessage, HttpResponse};
 
 use crate::state::AppState;
-use crate::store::{keys, StoreResult};
+use crate::store::{callers, keys, StoreResult};
 use crate::telemetry::Chain;
 
 /// Label for requests no route matched: a scanner probing a thousand paths
@@ -104,12 +104,24 @@ async fn refresh_key_gauges(state: &AppState) -> StoreResult<()> {
     for (st, n) in by_state {
         m.keys.with_label_values(&[&st]).set(n);
     }
+    let enabled = callers::list(&mut conn).await?;
     m.active_key_age.reset();
     let now = state.clock.now();
-    for (caller, since) in active {
+    for (caller, since) in &active {
         m.active_key_age
-            .with_label_values(&[&caller])
+            .with_label_values(&[caller])
             .set(now - since.unwrap_or(now));
+    }
+    m.caller_active_key.reset();
+    m.caller_rotation_period.reset();
+    for caller in enabled.iter().filter(|c| c.enabled) {
+        let has_key = active.iter().any(|(name, _)| *name == caller.name);
+        m.caller_active_key
+            .with_label_values(&[&caller.name])
+            .set(i64::from(has_key));
+        m.caller_rotation_period
+            .with_label_values(&[&caller.name])
+            .set(caller.rotation_period_secs);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod context;
+pub mod docs;
 pub mod health;
 pub mod json;
 pub mod keys;
@@ -50,7 +51,8 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(admin::audit::list_audit)
         .service(admin::audit::export_audit)
         .service(admin::audit::get_retention)
-        .service(admin::audit::put_retention);
+        .service(admin::audit::put_retention)
+        .map(docs::register);
 }
 
 /// Anything no route matched: 405 with `Allow` on a path served under other

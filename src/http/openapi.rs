@@ -3,9 +3,7 @@
 use actix_web::web::{Bytes, Data};
 use actix_web::{get, HttpResponse};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::security::{
-    Http, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
@@ -34,7 +32,15 @@ impl Modify for AuthSchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "basic",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A caller's client credentials: its name as the username, one of its \
+                         secrets as the password (what /docs asks for under Authorize)",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "bearer",

@@ -11,6 +11,8 @@ mod cli_client;
 mod concurrent_writes;
 mod config_layers;
 mod contract;
+mod deploy_drift;
+mod docs;
 mod groups;
 mod helpers;
 mod keys;

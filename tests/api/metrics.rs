@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, TestApp};
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let res = app.request(Method::GET, "/metrics").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     res.text().await.unwrap()
@@ -172,4 +172,56 @@ async fn trickling_records_share_one_paced_commit() {
     let commits = delta(&before, &after, "asapd_audit_batch_size_count");
     let events = delta(&before, &after, "asapd_audit_batch_size_sum");
     assert_eq!((commits, events), (1.0, 10.0));
+}
+
+/// The series the alert rules in deploy/prometheus/ compare per caller: a
+/// caller with no active key shows 0 (not a missing series), and each
+/// caller's rotation period is there to compare its key's age with.
+#[tokio::test]
+async fn callers_without_an_active_key_and_rotation_periods_are_exported() {
+    let app = spawn_app().await;
+    let a = app
+        .create_caller(json!({"name": "svc-a", "rotation_period_secs": 7200}))
+        .await;
+    app.create_caller(json!({"name": "svc-b"})).await;
+    let text = scrape(&app).await;
+    let has_key = |text: &str, caller: &str| {
+        value(
+            text,
+            &format!(r#"asapd_caller_active_key{{caller="{caller}"}}"#),
+        )
+    };
+    assert_eq!(has_key(&text, "svc-a"), 1.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"asapd_caller_rotation_period_seconds{caller="svc-a"}"#
+        ),
+        7200.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"asapd_caller_rotation_period_seconds{caller="svc-b"}"#
+        ),
+        (30 * 86_400) as f64
+    );
+
+    // The API always replaces a revoked active key, so only the database
+    // can get a caller into this state (a hand edit, a partial restore):
+    // exactly what the alert is for.
+    let kid = a["kid"].as_str().unwrap();
+    let mut conn = app.state.store.acquire().await.unwrap();
+    sqlx::query("UPDATE keys SET state = 'revoked' WHERE kid = $1")
+        .bind(kid)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let text = scrape(&app).await;
+    assert!(
+        text.contains(r#"asapd_caller_active_key{caller="svc-a"} 0"#),
+        "{text}"
+    );
+    assert_eq!(has_key(&text, "svc-b"), 1.0);
 }

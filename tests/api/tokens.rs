@@ -670,10 +670,14 @@ async fn no_token_leaves_without_its_audit_record() {
     };
     let mut conn = app.state.store.acquire().await.unwrap();
     sqlx::raw_sql(sql).execute(&mut *conn).await.unwrap();
+    let failures = || app.metric("asapd_audit_write_failures_total", &[]);
+    assert_eq!(failures(), Some(0.0));
     let res = app.token_request(&a, json!({"audience": "svc-b"})).await;
     let problem = assert_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(problem.get("token").is_none());
     assert!(problem["detail"].as_str().unwrap().contains("audit"));
+    // What the "audit writes failing" alert (deploy/prometheus) watches.
+    assert!(failures() >= Some(1.0), "{:?}", failures());
 
     let drop_trigger = if is_postgres() {
         "DROP TRIGGER audit_down ON audit_events"
