@@ -25,6 +25,7 @@ trap stop_dev_server EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base=https://127.0.0.1:$port
 cacert=$work/data/dev-cert.pem
+: >"$work/stdout"
 # Only the variables set here: an ASAPD_* of the caller's shell must not
 # change the server under test.
 env $(env | grep -o '^ASAPD_[A-Z0-9_]*' | sed 's/^/-u /') ASAPD_LOG="${ASAPD_LOG:-warn}" \

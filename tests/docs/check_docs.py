@@ -173,14 +173,26 @@ def main():
                 f"{json.dumps(opts.password)}) && true",
             )
             block = "#operations-admin-list_callers"
-            evaluate(browser, session, f"document.querySelector('{block} .opblock-summary').click()")
+            wait_for(browser, session, f"!!document.querySelector('{block}')", block)
+            # The summary's button expands the operation (Swagger UI 5).
+            evaluate(
+                browser, session,
+                f"(document.querySelector('{block} .opblock-summary-control')"
+                f" || document.querySelector('{block} .opblock-summary')).click()",
+            )
             wait_for(browser, session, f"!!document.querySelector('{block} .try-out__btn')", "Try it out")
-            evaluate(browser, session, f"document.querySelector('{block} .try-out__btn').click()")
+            # tryItOutEnabled opens "Try it out" already; the button then
+            # reads "Cancel" and must not be clicked.
+            evaluate(
+                browser, session,
+                f"void (document.querySelector('{block} .execute')"
+                f" || document.querySelector('{block} .try-out__btn').click())",
+            )
             wait_for(browser, session, f"!!document.querySelector('{block} .execute')", "Execute")
             evaluate(browser, session, f"document.querySelector('{block} .execute').click()")
             status = wait_for(
                 browser, session,
-                f"(document.querySelector('{block} .live-responses-table .response-col_status')"
+                f"(document.querySelector('{block} .live-responses-table tr.response .response-col_status')"
                 " || {}).textContent",
                 "the Try it out answer",
             )
