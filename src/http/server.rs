@@ -6,44 +6,61 @@
 //! same settings (`HttpServer::listen` / `listen_rustls_0_23` in
 //! actix-web 4.18) and one wrapper more.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use actix_http::body::MessageBody;
-use actix_http::{HttpService, KeepAlive, Protocol, Request, Response};
+use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_server::{GracefulShutdownSignal, Server, ServerBuilder};
 use actix_service::{
-    fn_service, map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt as _,
+    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt as _,
 };
 use actix_tls::accept::rustls_0_23::{Acceptor, TlsStream};
 use actix_tls::accept::TlsError;
-use actix_web::dev::AppConfig;
+use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
+use actix_web::App;
 
 use super::raw_errors::{ProblemIo, HEAD_TIMEOUT};
+
+/// The service an actix-web `App<T>` is built on: `T` here.
+pub trait AppService<B>:
+    ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + 'static
+{
+}
+
+impl<T, B> AppService<B> for T where
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static
+{
+}
 
 /// What actix-web's `HttpServer` gives a client to close after the answer.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves the app built by `factory` on `listener`, over TLS when `tls` is
 /// set, with `workers` worker threads. Signals are left to the caller.
-pub fn serve<F, I, S, B>(
+pub fn serve<F, T, B>(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
     factory: F,
 ) -> io::Result<Server>
 where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as Service<Request>>::Future: 'static,
-    S::Service: 'static,
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: AppService<B>,
     B: MessageBody + 'static,
 {
     let addr = listener.local_addr()?;
@@ -82,33 +99,27 @@ where
 }
 
 /// actix-web's HTTP service over connections of type `T`.
-fn http_service<T, F, I, S, B>(
+fn http_service<IO, F, T, B>(
     factory: &F,
     addr: SocketAddr,
     secure: bool,
     signal: GracefulShutdownSignal,
 ) -> impl ServiceFactory<
-    (ProblemIo<T>, Protocol, Option<SocketAddr>),
+    (ProblemIo<IO>, Protocol, Option<SocketAddr>),
     Config = (),
     Response = (),
     Error = actix_http::error::DispatchError,
     InitError = (),
 >
 where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-    F: Fn() -> I,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::InitError: fmt::Debug,
-    S::Response: Into<Response<B>> + 'static,
-    <S::Service as Service<Request>>::Future: 'static,
-    S::Service: 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    F: Fn() -> App<T>,
+    T: AppService<B>,
     B: MessageBody + 'static,
 {
     let app = factory()
         .into_factory()
-        .map_err(|err| err.into().error_response());
+        .map_err(|err: actix_web::Error| err.error_response());
     // `HttpServer` builds this with a crate-private constructor; this is
     // the one it exports (for actix-test).
     let config = AppConfig::__priv_test_new(secure, addr.to_string(), addr);
