@@ -63,7 +63,12 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .await
         .context("loading the key ring")?;
     let metrics = Arc::new(Metrics::new());
-    let (audit, _writer) = Auditor::start(store.clone(), metrics.clone(), settings.audit.pacing());
+    let (audit, _writer) = Auditor::start_with_clock(
+        store.clone(),
+        metrics.clone(),
+        settings.audit.pacing(),
+        &clock,
+    );
     let cache_ttl = std::time::Duration::from_secs(settings.keys.refresh_interval_secs);
     Ok(AppState {
         store,
