@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context;
 use utoipa_actix_web::AppExt;
 
@@ -63,7 +63,12 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .await
         .context("loading the key ring")?;
     let metrics = Arc::new(Metrics::new());
-    let (audit, _writer) = Auditor::start(store.clone(), metrics.clone(), settings.audit.pacing());
+    let (audit, _writer) = Auditor::start_with_clock(
+        store.clone(),
+        metrics.clone(),
+        settings.audit.pacing(),
+        &clock,
+    );
     let cache_ttl = std::time::Duration::from_secs(settings.keys.refresh_interval_secs);
     Ok(AppState {
         store,
@@ -114,7 +119,12 @@ impl Application {
 
         let data = web::Data::from(state.clone());
         let spec = web::Data::new(SpecJson(http::openapi::spec_json().into()));
-        let server = HttpServer::new(move || {
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let https = tls_config.is_some();
+        let server = http::server::serve(listener, tls_config, workers, move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(data.clone())
@@ -125,19 +135,7 @@ impl Application {
                 .wrap(from_fn(http::auth::admin_gate))
                 .wrap(from_fn(http::metrics::middleware))
                 .wrap(from_fn(request_id::middleware))
-        })
-        .workers(match settings.http.workers {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        })
-        .disable_signals();
-
-        let https = tls_config.is_some();
-        let server = match tls_config {
-            Some(config) => server.listen_rustls_0_23(listener, config)?,
-            None => server.listen(listener)?,
-        }
-        .run();
+        })?;
 
         let jobs = jobs::spawn(state.clone());
         Ok(Self {

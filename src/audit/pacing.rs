@@ -15,7 +15,11 @@
 //! below the target, and never longer than `interval` after the previous
 //! commit started, so a request after a quiet spell is committed at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
 
 /// Settings: see `audit.commit_interval_ms` and `audit.commit_batch`.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +84,100 @@ impl Pacer {
         };
         (expected < self.pacing.enough as f64).then_some(deadline)
     }
+}
+
+/// Where the writer reads the time its pacing decides on, and waits.
+///
+/// On the system clock: the monotonic clock and tokio's timer. Under a
+/// manual clock (tests) the same, until a test hands pacing to the manual
+/// clock ([`PaceClock::follow_manual_clock`]): from then on pacing time
+/// moves only when the test moves the clock, so whether records wait and
+/// when their wait ends no longer depend on how fast a loaded machine
+/// gets there; what the writer holds meanwhile is published, so the test
+/// knows when its batch is complete.
+#[derive(Debug, Clone)]
+pub enum PaceClock {
+    System,
+    Manual(Arc<ManualPace>),
+}
+
+/// Pacing state under a manual clock.
+#[derive(Debug)]
+pub struct ManualPace {
+    clock: Clock,
+    /// Once handed over: the instant that stands for a reading of the
+    /// manual clock (ms), both taken at the hand-over.
+    followed: Mutex<Option<(Instant, i64)>>,
+    held: AtomicUsize,
+}
+
+/// How often a wait on a manual clock looks at it again.
+const MANUAL_TICK: Duration = Duration::from_millis(1);
+
+impl PaceClock {
+    pub fn new(clock: &Clock) -> Self {
+        match clock {
+            Clock::System => PaceClock::System,
+            Clock::Manual(_) => PaceClock::Manual(Arc::new(ManualPace {
+                clock: clock.clone(),
+                followed: Mutex::new(None),
+                held: AtomicUsize::new(0),
+            })),
+        }
+    }
+
+    /// Hands pacing to the manual clock; no effect on the system clock.
+    /// Pacing time goes on from the real time of the hand-over, so a
+    /// history taken before it stays consistent.
+    pub fn follow_manual_clock(&self) {
+        if let PaceClock::Manual(m) = self {
+            *lock(&m.followed) = Some((Instant::now(), m.clock.now_ms()));
+        }
+    }
+
+    /// Pacing time at the real instant `real`: `real` itself unless pacing
+    /// follows a manual clock.
+    pub fn at(&self, real: Instant) -> Instant {
+        match self {
+            PaceClock::System => real,
+            PaceClock::Manual(m) => match *lock(&m.followed) {
+                None => real,
+                Some((base, base_ms)) => {
+                    let ms = u64::try_from(m.clock.now_ms() - base_ms).unwrap_or(0);
+                    base + Duration::from_millis(ms)
+                }
+            },
+        }
+    }
+
+    /// Waits until pacing time reaches `deadline`. `held` counts the events
+    /// the writer holds for the commit, for [`PaceClock::held`].
+    pub async fn sleep_until(&self, deadline: Instant, held: impl Fn() -> usize) {
+        match self {
+            PaceClock::Manual(m) if lock(&m.followed).is_some() => {
+                while self.at(Instant::now()) < deadline {
+                    m.held.store(held(), Ordering::SeqCst);
+                    tokio::time::sleep(MANUAL_TICK).await;
+                }
+                m.held.store(0, Ordering::SeqCst);
+            }
+            _ => tokio::time::sleep_until(deadline.into()).await,
+        }
+    }
+
+    /// Events held in a wait that follows a manual clock; 0 otherwise.
+    pub fn held(&self) -> usize {
+        match self {
+            PaceClock::System => 0,
+            PaceClock::Manual(m) => m.held.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// The hand-over state is a plain value: a panic elsewhere cannot leave it
+/// half-written.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn average(old: Option<f64>, sample: f64) -> f64 {
@@ -153,5 +251,19 @@ mod tests {
         });
         let last = history(&mut p, Instant::now(), 5, MS, 1, MS / 2);
         assert_eq!(p.wait_until(last, 0), None);
+    }
+
+    #[test]
+    fn a_followed_manual_clock_is_pacing_time() {
+        let clock = Clock::manual(1_000);
+        let pace = PaceClock::new(&clock);
+        let real = Instant::now();
+        assert_eq!(pace.at(real), real, "real time until handed over");
+        pace.follow_manual_clock();
+        let t0 = pace.at(Instant::now());
+        assert_eq!(pace.at(Instant::now() + MS * 50), t0, "stands still");
+        clock.advance_ms(3);
+        assert_eq!(pace.at(Instant::now()), t0 + MS * 3);
+        assert_eq!(PaceClock::new(&Clock::System).at(real), real);
     }
 }

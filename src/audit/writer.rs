@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::event::AuditEvent;
-use super::pacing::{CommitPacing, Pacer};
+use super::pacing::{CommitPacing, PaceClock, Pacer};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{audit as audit_store, Store, StoreError};
 use crate::telemetry::Chain;
@@ -47,24 +48,49 @@ enum Msg {
 pub struct Auditor {
     tx: mpsc::Sender<Msg>,
     closed: Arc<AtomicBool>,
+    pace: PaceClock,
 }
 
 impl Auditor {
-    /// Starts the writer task.
+    /// Starts the writer task, paced on the system clock.
     pub fn start(
         store: Store,
         metrics: Arc<Metrics>,
         pacing: CommitPacing,
     ) -> (Self, JoinHandle<()>) {
+        Self::start_with_clock(store, metrics, pacing, &Clock::System)
+    }
+
+    /// Starts the writer task, paced on `clock` (see [`PaceClock`]).
+    pub fn start_with_clock(
+        store: Store,
+        metrics: Arc<Metrics>,
+        pacing: CommitPacing,
+        clock: &Clock,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, metrics, pacing, rx));
+        let pace = PaceClock::new(clock);
+        let task = tokio::spawn(run(store, metrics, pacing, pace.clone(), rx));
         (
             Self {
                 tx,
                 closed: Arc::new(AtomicBool::new(false)),
+                pace,
             },
             task,
         )
+    }
+
+    /// Under a manual clock, hands commit pacing to it (see [`PaceClock`]):
+    /// for tests, which move the clock once their batch is complete.
+    pub fn pace_by_manual_clock(&self) {
+        self.pace.follow_manual_clock();
+    }
+
+    /// Events the writer holds in a wait paced by a manual clock; 0
+    /// otherwise.
+    pub fn held_for_pacing(&self) -> usize {
+        self.pace.held()
     }
 
     /// Records `event` and returns once it is committed.
@@ -95,6 +121,7 @@ async fn run(
     store: Store,
     metrics: Arc<Metrics>,
     pacing: CommitPacing,
+    pace: PaceClock,
     mut rx: mpsc::Receiver<Msg>,
 ) {
     // Under load the writer keeps its connection from one batch to the next:
@@ -119,8 +146,10 @@ async fn run(
         batch.push(first);
         batch.drain(&mut rx);
         if !batch.closed() {
-            if let Some(deadline) = pacer.wait_until(Instant::now(), batch.events.len()) {
-                tokio::time::sleep_until(deadline.into()).await;
+            let now = pace.at(Instant::now());
+            if let Some(deadline) = pacer.wait_until(now, batch.events.len()) {
+                pace.sleep_until(deadline, || batch.events.len() + rx.len())
+                    .await;
                 batch.drain(&mut rx);
             }
         }
@@ -128,7 +157,7 @@ async fn run(
             let started = Instant::now();
             let result = commit(&store, &mut conn, &batch.events).await;
             let took = started.elapsed();
-            pacer.committed(started, batch.events.len(), took);
+            pacer.committed(pace.at(started), batch.events.len(), took);
             metrics.audit_write_seconds.observe(took.as_secs_f64());
             metrics.audit_batch_size.observe(batch.events.len() as f64);
             let result = result.map_err(|e| {

@@ -13,8 +13,10 @@ pub mod metrics;
 pub mod oauth2;
 pub mod openapi;
 pub mod query;
+pub mod raw_errors;
 pub mod request_id;
 pub mod responses;
+pub mod server;
 pub mod tokens;
 
 use utoipa_actix_web::service_config::ServiceConfig;

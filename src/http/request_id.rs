@@ -36,7 +36,7 @@ fn sane(value: &HeaderValue) -> Option<String> {
 /// the OS: the thread-local CSPRNG avoids a `getrandom` syscall per request,
 /// and one allocation replaces twelve `format!`s (`benches/profile.sh
 /// healthz` had this at 14 % of the server's CPU on `/healthz`).
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);

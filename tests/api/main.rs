@@ -15,6 +15,7 @@ mod deploy_drift;
 mod docs;
 mod groups;
 mod helpers;
+mod http_layer;
 mod keys;
 mod metrics;
 mod oauth2;

@@ -152,21 +152,46 @@ async fn audit_pool_and_limit_series_move() {
 /// Commit pacing (`audit.commit_interval_ms`): records that trickle in
 /// soon after a commit wait for the interval and share one commit. Read
 /// through the writer's own batch series.
+///
+/// Pacing follows the test's clock, which stands still: the ten records
+/// arrive within the interval however slow the machine, and the wait ends
+/// when the test moves the clock, once the writer holds all ten.
 #[tokio::test]
 async fn trickling_records_share_one_paced_commit() {
-    let app = crate::helpers::spawn_app_with(|s| {
-        // Long enough that ten requests surely arrive within it, even on a
-        // loaded test machine; a batch target they cannot reach.
-        s.audit.commit_interval_ms = 1000;
+    let clock = asapd::clock::Clock::manual(crate::token_support::now());
+    let interval_ms = 1000;
+    let app = crate::helpers::spawn_app_with_clock(clock.clone(), |s| {
+        s.audit.commit_interval_ms = interval_ms;
+        // A batch target the ten cannot reach: only the interval ends the wait.
         s.audit.commit_batch = 1000;
     })
     .await;
+    app.state.audit.pace_by_manual_clock();
     let caller = app.caller_granted("svc-a", &["b"]).await;
-    // The first record after a quiet spell commits at once...
+    // The first record, with no commit before it, commits at once...
     app.token(&caller, "b").await;
     let before = scrape(&app).await;
     // ...and the ten that follow within the interval wait for it to end.
-    let tokens = futures_util::future::join_all((0..10).map(|_| app.token(&caller, "b"))).await;
+    let tokens = futures_util::future::join_all((0..10).map(|_| app.token(&caller, "b")));
+    let release = async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while app.state.audit.held_for_pacing() < 10 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer holds {} of the ten records",
+                app.state.audit.held_for_pacing()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Nothing has been committed while they wait.
+        let waiting = scrape(&app).await;
+        assert_eq!(
+            delta(&before, &waiting, "asapd_audit_batch_size_count"),
+            0.0
+        );
+        clock.advance_ms(interval_ms as i64);
+    };
+    let (tokens, ()) = tokio::join!(tokens, release);
     assert_eq!(tokens.len(), 10);
     let after = scrape(&app).await;
     let commits = delta(&before, &after, "asapd_audit_batch_size_count");
