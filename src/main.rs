@@ -54,6 +54,19 @@ enum Command {
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Re-encrypt every private key under the current master key, so the
+    /// keys in previous_master_keys can be dropped. Resumable, safe while
+    /// replicas serve; prints a summary.
+    Rekey {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Rows re-encrypted per transaction.
+        #[arg(long, default_value_t = asapd::service::rekey::BATCH, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +293,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 json,
             )?;
+        }
+        Command::Rekey {
+            config,
+            batch,
+            json,
+        } => {
+            let settings = config.load()?;
+            let state = prepare_state(settings, Clock::System).await?;
+            let summary = asapd::service::rekey::run(&state, batch)
+                .await
+                .context("re-encrypting under the current master key")?;
+            state.store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "asapd rekey: {} private keys under master key {}: {} re-encrypted, {} already \
+                     current, {} changed concurrently; check value {}; {} batches.\n\
+                     Every replica can now drop previous_master_keys.",
+                    summary.keys_total,
+                    summary.key_id,
+                    summary.keys_rekeyed,
+                    summary.keys_already_current,
+                    summary.keys_changed_concurrently,
+                    if summary.check_value_rekeyed {
+                        "re-encrypted"
+                    } else {
+                        "already current"
+                    },
+                    summary.batches
+                );
+            }
         }
         Command::Serve(args) => {
             let settings = args.load()?;
