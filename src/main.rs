@@ -54,6 +54,8 @@ enum Command {
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Resource(client::admin_cli::AdminResource),
     /// Re-encrypt every private key under the current master key, so the
     /// keys in previous_master_keys can be dropped. Resumable, safe while
     /// replicas serve; prints a summary.
@@ -206,6 +208,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Resource(resource) => return admin_command(resource).await,
         Command::Openapi => {
             print!("{}", asapd::http::openapi::spec_json());
         }
@@ -357,6 +360,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an admin API command; a refusal exits 1 with the server's status
+/// and problem detail (`error: 409 Conflict: <detail>`).
+async fn admin_command(resource: client::admin_cli::AdminResource) -> anyhow::Result<ExitCode> {
+    match client::admin_cli::run(resource).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => match e.downcast_ref::<client::admin::ApiFailure>() {
+            Some(failure) => {
+                eprintln!("error: {failure}");
+                Ok(ExitCode::FAILURE)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 fn print_credentials(creds: &bootstrap::AdminCredentials, json: bool) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 mod admin_auth;
 mod admin_bearer;
+mod admin_cli;
 mod admin_gate;
 mod admin_recovery;
 mod audit;
