@@ -57,6 +57,21 @@ enum Command {
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
+    #[command(flatten)]
+    Resource(client::admin_cli::AdminResource),
+    /// Re-encrypt every private key under the current master key, so the
+    /// keys in previous_master_keys can be dropped. Resumable, safe while
+    /// replicas serve; prints a summary.
+    Rekey {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Rows re-encrypted per transaction.
+        #[arg(long, default_value_t = asapd::service::rekey::BATCH, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +224,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Resource(resource) => return admin_command(resource).await,
         Command::Openapi => {
             print!("{}", asapd::http::openapi::spec_json());
         }
@@ -305,6 +321,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
             )?;
         }
+        Command::Rekey {
+            config,
+            batch,
+            json,
+        } => {
+            let settings = config.load()?;
+            let state = prepare_state(settings, Clock::System).await?;
+            let summary = asapd::service::rekey::run(&state, batch)
+                .await
+                .context("re-encrypting under the current master key")?;
+            state.store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "asapd rekey: {} private keys under master key {}: {} re-encrypted, {} already \
+                     current, {} changed concurrently; check value {}; {} batches.\n\
+                     Every replica can now drop previous_master_keys.",
+                    summary.keys_total,
+                    summary.key_id,
+                    summary.keys_rekeyed,
+                    summary.keys_already_current,
+                    summary.keys_changed_concurrently,
+                    if summary.check_value_rekeyed {
+                        "re-encrypted"
+                    } else {
+                        "already current"
+                    },
+                    summary.batches
+                );
+            }
+        }
         Command::Serve(args) => {
             let settings = args.load()?;
             let dev_cert = settings
@@ -336,6 +384,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an admin API command; a refusal exits 1 with the server's status
+/// and problem detail (`error: 409 Conflict: <detail>`).
+async fn admin_command(resource: client::admin_cli::AdminResource) -> anyhow::Result<ExitCode> {
+    match client::admin_cli::run(resource).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => match e.downcast_ref::<client::admin::ApiFailure>() {
+            Some(failure) => {
+                eprintln!("error: {failure}");
+                Ok(ExitCode::FAILURE)
+            }
+            None => Err(e),
+        },
+    }
 }
 
 fn print_credentials(creds: &bootstrap::AdminCredentials, json: bool) -> anyhow::Result<()> {

@@ -91,6 +91,9 @@ pub mod action {
     pub const KEY_EXPIRED: &str = "key.expired";
     pub const SETTINGS_CHANGED: &str = "settings.changed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
+    /// `asapd rekey`: everything sealed re-encrypted under the current
+    /// master key.
+    pub const MASTER_KEY_ROTATED: &str = "master_key.rotated";
 
     pub const ALL: &[&str] = &[
         TOKEN_ISSUED,
@@ -113,6 +116,7 @@ pub mod action {
         KEY_EXPIRED,
         SETTINGS_CHANGED,
         AUDIT_PRUNED,
+        MASTER_KEY_ROTATED,
     ];
 }
 

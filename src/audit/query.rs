@@ -3,6 +3,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+use crate::crypto::master_key::Purpose;
 use crate::crypto::MasterKey;
 use crate::domain::InvalidField;
 use crate::store::audit::AuditFilter;
@@ -14,9 +15,10 @@ const CURSOR_AAD: &[u8] = b"asapd:audit-cursor:v1";
 
 /// Seals the position after the last event of a page. Sealed (not just
 /// encoded) so a client cannot forge positions, and opaque so the format
-/// can change.
+/// can change. Its own subkey: a cursor a client holds is never a
+/// ciphertext under the key that encrypts private keys.
 pub fn encode_cursor(key: &MasterKey, last_id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(key.seal(&last_id.to_be_bytes(), CURSOR_AAD))
+    URL_SAFE_NO_PAD.encode(key.seal_for(Purpose::AuditCursor, &last_id.to_be_bytes(), CURSOR_AAD))
 }
 
 pub fn decode_cursor(key: &MasterKey, cursor: &str) -> Result<i64, InvalidField> {
@@ -27,7 +29,9 @@ pub fn decode_cursor(key: &MasterKey, cursor: &str) -> Result<i64, InvalidField>
         )
     };
     let sealed = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    let plain = key.open(&sealed, CURSOR_AAD).map_err(|_| bad())?;
+    let plain = key
+        .open_for(Purpose::AuditCursor, &sealed, CURSOR_AAD)
+        .map_err(|_| bad())?;
     let bytes: [u8; 8] = plain.as_slice().try_into().map_err(|_| bad())?;
     Ok(i64::from_be_bytes(bytes))
 }

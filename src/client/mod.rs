@@ -3,6 +3,8 @@
 //! verifier does, against a key repository URL. They talk HTTP(S) like any
 //! other client and share nothing with the server but the domain rules.
 
+pub mod admin;
+pub mod admin_cli;
 pub mod health;
 pub mod token;
 pub mod verify;

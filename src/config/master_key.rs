@@ -19,9 +19,30 @@ impl std::fmt::Debug for Redacted {
 }
 
 impl Settings {
-    /// Resolves the master key: `ASAPD_MASTER_KEY`, then `master_key_file`,
-    /// then (with `dev` only) `<data_dir>/master.key`, created on first run.
+    /// The current master key (see [`Settings::current_master_key`]) with
+    /// the previous ones of `previous_master_keys` and
+    /// `previous_master_keys_file`, which still open what they sealed.
     pub fn master_key(&self) -> Result<MasterKey, ConfigError> {
+        let current = self.current_master_key()?;
+        let mut previous = Vec::new();
+        for (i, key) in self.previous_master_keys.iter().enumerate() {
+            previous.push(MasterKey::from_base64(&key.0).map_err(|e| {
+                ConfigError(format!(
+                    "previous_master_keys (ASAPD_PREVIOUS_MASTER_KEYS), key {}: {e}",
+                    i + 1
+                ))
+            })?);
+        }
+        if let Some(path) = &self.previous_master_keys_file {
+            previous.extend(read_previous_keys_file(path)?);
+        }
+        Ok(current.with_previous(previous))
+    }
+
+    /// Resolves the current master key: `ASAPD_MASTER_KEY`, then
+    /// `master_key_file`, then (with `dev` only) `<data_dir>/master.key`,
+    /// created on first run.
+    fn current_master_key(&self) -> Result<MasterKey, ConfigError> {
         if let Some(key) = &self.master_key {
             return MasterKey::from_base64(&key.0)
                 .map_err(|e| ConfigError(format!("ASAPD_MASTER_KEY: {e}; {}", how_to_make_one())));
@@ -64,6 +85,53 @@ fn read_key_file(path: &Path) -> Result<MasterKey, ConfigError> {
             path.display(),
             how_to_make_one()
         ))
+    })
+}
+
+/// One base64 key per line; blank lines and `#` comments are skipped.
+fn read_previous_keys_file(path: &Path) -> Result<Vec<MasterKey>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read previous_master_keys_file {}: {e}",
+            path.display()
+        ))
+    })?;
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| (n, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(n, line)| {
+            MasterKey::from_base64(line).map_err(|e| {
+                ConfigError(format!(
+                    "previous_master_keys_file {} line {}: {e}",
+                    path.display(),
+                    n + 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Accepts a list (TOML) or one comma-separated string (the environment,
+/// where a list has no natural spelling).
+pub(super) fn list_or_commas<'de, D>(deserializer: D) -> Result<Vec<Redacted>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(deserializer)? {
+        Either::List(keys) => keys.into_iter().map(Redacted).collect(),
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| Redacted(k.to_owned()))
+            .collect(),
     })
 }
 

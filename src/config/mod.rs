@@ -39,6 +39,13 @@ pub struct Settings {
     pub master_key: Option<Redacted>,
     /// File holding the base64 master key.
     pub master_key_file: Option<PathBuf>,
+    /// Master keys replaced by `master_key`, still accepted for reading
+    /// until `asapd rekey` has re-encrypted everything. In the environment,
+    /// `ASAPD_PREVIOUS_MASTER_KEYS` is comma-separated.
+    #[serde(deserialize_with = "master_key::list_or_commas")]
+    pub previous_master_keys: Vec<Redacted>,
+    /// File holding previous master keys, one base64 key per line.
+    pub previous_master_keys_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Local development: HTTPS with a self-signed certificate, generated
@@ -68,6 +75,8 @@ impl Default for Settings {
             database_max_connections: 16,
             master_key: None,
             master_key_file: None,
+            previous_master_keys: Vec::new(),
+            previous_master_keys_file: None,
             tls_cert: None,
             tls_key: None,
             dev: false,
@@ -112,6 +121,8 @@ pub const KNOWN_ENV: &[&str] = &[
     "DATABASE_MAX_CONNECTIONS",
     "MASTER_KEY",
     "MASTER_KEY_FILE",
+    "PREVIOUS_MASTER_KEYS",
+    "PREVIOUS_MASTER_KEYS_FILE",
     "TLS_CERT",
     "TLS_KEY",
     "DEV",
@@ -141,6 +152,8 @@ pub const KNOWN_ENV: &[&str] = &[
     // Read by `asapd token`.
     "CLIENT_ID",
     "CLIENT_SECRET",
+    // Read by the admin commands (`asapd callers …`).
+    "TOKEN",
 ];
 
 impl Settings {
@@ -239,6 +252,7 @@ const NOT_SETTINGS: &[&str] = &[
     "TEST_POSTGRES_URL",
     "CLIENT_ID",
     "CLIENT_SECRET",
+    "TOKEN",
 ];
 
 /// `key` is a variable name without the prefix, in any case.

@@ -10,13 +10,16 @@ use crate::service::callers::{self, CallerSpec};
 use crate::state::AppState;
 use crate::store::{callers as caller_store, meta, Store};
 
-const CHECK_NAME: &str = "master_key_check";
-const CHECK_AAD: &[u8] = b"asapd:master-key-check";
+/// Where the check value lives in `meta`; `rekey` re-seals it.
+pub(crate) const CHECK_NAME: &str = "master_key_check";
+pub(crate) const CHECK_AAD: &[u8] = b"asapd:master-key-check";
 const CHECK_PLAINTEXT: &[u8] = b"asapd master key check v1";
 
-/// Fails unless `key` is the master key this database was set up with.
-/// The first start records a check value, so a wrong key is caught at
-/// start, before it could write keys nobody can read.
+/// Fails unless `key` (its current or one of its previous keys) is a master
+/// key this database was set up with. The first start records a check
+/// value, so a wrong key is caught at start, before it could write keys
+/// nobody can read. A check value still under a previous key means a
+/// rotation is under way: allowed, with a reminder to finish it.
 pub async fn verify_master_key(store: &Store, key: &MasterKey) -> anyhow::Result<()> {
     let mut conn = store.acquire().await?;
     let sealed = STANDARD.encode(key.seal(CHECK_PLAINTEXT, CHECK_AAD));
@@ -28,14 +31,53 @@ pub async fn verify_master_key(store: &Store, key: &MasterKey) -> anyhow::Result
         .decode(stored)
         .context("master key check is not base64")?;
     match key.open(&blob, CHECK_AAD) {
-        Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => Ok(()),
+        Ok(plain) if plain.as_slice() == CHECK_PLAINTEXT => {
+            if !key.is_current(&blob) {
+                tracing::warn!(
+                    current_key_id = %key.key_id(),
+                    "this database is still sealed under a previous master key; run \
+                     `asapd rekey` (same configuration), then drop previous_master_keys"
+                );
+            }
+            Ok(())
+        }
         _ => anyhow::bail!(
             "the master key does not match this database: its private keys were encrypted \
-             under a different master key. Start asapd with the master key this database \
+             under a different master key{}. Start asapd with the master key this database \
              was created with (ASAPD_MASTER_KEY or master_key_file; with --dev, \
-             <data-dir>/master.key)"
+             <data-dir>/master.key). To change the master key, pass the old key in \
+             previous_master_keys (ASAPD_PREVIOUS_MASTER_KEYS or previous_master_keys_file) \
+             next to the new one and run `asapd rekey`; drop the old key only after that",
+            MasterKey::sealed_key_id(&blob)
+                .map(|id| format!(
+                    " (key id {id}; this configuration has key id {})",
+                    key.key_id()
+                ))
+                .unwrap_or_default()
         ),
     }
+}
+
+/// Re-seals the check value under the current key unless it already is;
+/// `expected` is the stored value it replaces, so a concurrent change is
+/// never overwritten. Returns whether it was re-sealed.
+pub(crate) async fn reseal_check(
+    conn: &mut crate::store::Conn,
+    key: &MasterKey,
+) -> anyhow::Result<bool> {
+    let stored = meta::get(conn, CHECK_NAME)
+        .await?
+        .context("no master key check value; start asapd once first")?;
+    let blob = STANDARD
+        .decode(&stored)
+        .context("master key check is not base64")?;
+    if key.is_current(&blob) {
+        return Ok(false);
+    }
+    key.open(&blob, CHECK_AAD)
+        .map_err(|_| anyhow::anyhow!("master key check does not decrypt"))?;
+    let resealed = STANDARD.encode(key.seal(CHECK_PLAINTEXT, CHECK_AAD));
+    Ok(meta::compare_and_set(conn, CHECK_NAME, &stored, &resealed).await?)
 }
 
 /// Credentials of the bootstrap admin, printed once.

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod callers;
 pub mod groups;
 pub mod keys;
+pub mod rekey;
 pub mod rotation;
 pub mod secrets;
 pub mod tokens;

@@ -170,3 +170,31 @@ pub async fn expire(conn: &mut Conn, kid: &str) -> StoreResult<bool> {
             .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// A page of sealed private keys after `after_kid`, in kid order, for
+/// `rekey`: (kid, sealed blob).
+pub async fn sealed_page(
+    conn: &mut Conn,
+    after_kid: &str,
+    limit: i64,
+) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    Ok(
+        sqlx::query_as("SELECT kid, private_enc FROM keys WHERE kid > $1 ORDER BY kid LIMIT $2")
+            .bind(after_kid)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Replaces a sealed private key only if it still holds `old`, so a
+/// concurrent rekey or change is never overwritten. Returns whether it did.
+pub async fn reseal(conn: &mut Conn, kid: &str, old: &[u8], new: &[u8]) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE keys SET private_enc = $3 WHERE kid = $1 AND private_enc = $2")
+        .bind(kid)
+        .bind(old)
+        .bind(new)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -31,3 +31,20 @@ pub async fn put_if_absent(conn: &mut Conn, name: &str, value: &str) -> StoreRes
             .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Replaces `name`'s value only if it is still `expected`; returns whether
+/// it did.
+pub async fn compare_and_set(
+    conn: &mut Conn,
+    name: &str,
+    expected: &str,
+    value: &str,
+) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE meta SET value = $3 WHERE name = $1 AND value = $2")
+        .bind(name)
+        .bind(expected)
+        .bind(value)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}

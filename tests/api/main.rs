@@ -2,6 +2,7 @@
 
 mod admin_auth;
 mod admin_bearer;
+mod admin_cli;
 mod admin_gate;
 mod admin_recovery;
 mod audit;
@@ -23,6 +24,7 @@ mod openapi;
 mod outage;
 mod process;
 mod public_keys;
+mod rekey;
 mod replicas;
 mod restart;
 mod rotation;

@@ -1,5 +1,7 @@
 //! Restarts keep every key; a wrong or missing master key stops the start.
 
+use std::path::Path;
+
 use asapd::crypto::MasterKey;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
@@ -8,7 +10,7 @@ use serde_json::{json, Value};
 use crate::helpers::fresh_database_url;
 use crate::process::{asapd, init_admin, Server};
 
-async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
+pub(crate) async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
     let res = crate::helpers::http()
         .get(server.url(&format!("/v1/keys/{kid}")))
         .send()
@@ -18,7 +20,7 @@ async fn pem(server: &Server, kid: &str) -> (StatusCode, String) {
 }
 
 /// A token for audience "b" from `POST /v1/tokens` as `name`.
-async fn token(server: &Server, name: &str, secret: &str) -> String {
+pub(crate) async fn token(server: &Server, name: &str, secret: &str) -> String {
     let res = crate::helpers::http()
         .post(server.url("/v1/tokens"))
         .basic_auth(name, Some(secret))
@@ -34,7 +36,7 @@ async fn token(server: &Server, name: &str, secret: &str) -> String {
 
 /// Verifies `token` against `pem` with `alg` (never the token's own), as
 /// an ASAP verifier holding a cached public key would.
-fn verify_with(token: &str, pem: &str, alg: Algorithm) -> Value {
+pub(crate) fn verify_with(token: &str, pem: &str, alg: Algorithm) -> Value {
     let key = match alg {
         Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
         _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
@@ -49,28 +51,34 @@ fn verify_with(token: &str, pem: &str, alg: Algorithm) -> Value {
         .claims
 }
 
-#[tokio::test]
-async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = fresh_database_url(dir.path()).await;
-    let key = MasterKey::generate_base64();
-    let secret = init_admin(dir.path(), &db, &key);
-    let client = crate::helpers::http();
+/// A caller and what a verifier cached of its key before a restart.
+pub(crate) struct Signer {
+    pub(crate) name: &'static str,
+    pub(crate) alg: Algorithm,
+    pub(crate) secret: String,
+    pub(crate) kid: String,
+    pub(crate) pem: String,
+}
 
-    let server = Server::start(dir.path(), &db, &key).await;
+/// Sets up a database under `key`: an admin, a group for audience "b" and
+/// an EC and an RSA caller, each with an active key.
+pub(crate) async fn callers_under(dir: &Path, db: &str, key: &str) -> (String, Vec<Signer>) {
+    let admin = init_admin(dir, db, key);
+    let server = Server::start(dir, db, key).await;
+    let client = crate::helpers::http();
     let res = client
         .post(server.url("/v1/admin/groups"))
-        .basic_auth("admin", Some(&secret))
+        .basic_auth("admin", Some(&admin))
         .json(&json!({"name": "g-b", "audiences": ["b"], "max_lifetime": 600}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let mut callers = Vec::new();
+    let mut signers = Vec::new();
     for (name, alg) in [("svc-ec", "ES256"), ("svc-rsa", "RS256")] {
         let res = client
             .post(server.url("/v1/admin/callers"))
-            .basic_auth("admin", Some(&secret))
+            .basic_auth("admin", Some(&admin))
             .json(&json!({"name": name, "algorithm": alg, "groups": ["g-b"]}))
             .send()
             .await
@@ -78,31 +86,47 @@ async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
         assert_eq!(res.status(), StatusCode::CREATED);
         let body: Value = res.json().await.unwrap();
         let kid = body["kid"].as_str().unwrap().to_owned();
-        let caller_secret = body["client_secret"].as_str().unwrap().to_owned();
-        callers.push((name, alg.parse::<Algorithm>().unwrap(), caller_secret, kid));
-    }
-    let mut before = Vec::new();
-    for (_, _, _, kid) in &callers {
-        let (status, body) = pem(&server, kid).await;
+        let (status, pem) = pem(&server, &kid).await;
         assert_eq!(status, StatusCode::OK);
-        before.push((status, body));
+        signers.push(Signer {
+            name,
+            alg: alg.parse().unwrap(),
+            secret: body["client_secret"].as_str().unwrap().to_owned(),
+            kid,
+            pem,
+        });
     }
     server.stop();
+    (admin, signers)
+}
+
+/// Every caller's token is signed with its old key (kid and alg) and
+/// verifies against the PEM a verifier cached before the restart.
+pub(crate) async fn assert_old_keys_sign(server: &Server, signers: &[Signer]) {
+    for s in signers {
+        let token = token(server, s.name, &s.secret).await;
+        let header = decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(s.kid.as_str()), "{}", s.name);
+        assert_eq!(header.alg, s.alg, "{}", s.name);
+        assert_eq!(verify_with(&token, &s.pem, s.alg)["iss"], s.name);
+        assert_eq!(pem(server, &s.kid).await.1, s.pem, "the PEM is unchanged");
+    }
+}
+
+#[tokio::test]
+async fn same_master_key_keeps_keys_wrong_one_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let key = MasterKey::generate_base64();
+    let (secret, signers) = callers_under(dir.path(), &db, &key).await;
+    let client = crate::helpers::http();
 
     // Same key: every key is still served, unchanged, and the ring (which
     // decrypts every active private key at start) loaded: tokens are
     // signed with the same key, verifiable with the PEM a verifier cached
     // before the restart.
     let server = Server::start(dir.path(), &db, &key).await;
-    for ((name, alg, caller_secret, kid), expected) in callers.iter().zip(&before) {
-        assert_eq!(&pem(&server, kid).await, expected);
-        let token = token(&server, name, caller_secret).await;
-        let header = decode_header(&token).unwrap();
-        assert_eq!(header.kid.as_deref(), Some(kid.as_str()), "{name}");
-        assert_eq!(header.alg, *alg, "{name}");
-        let claims = verify_with(&token, &expected.1, *alg);
-        assert_eq!(claims["iss"], *name);
-    }
+    assert_old_keys_sign(&server, &signers).await;
     let res = client
         .post(server.url("/v1/admin/callers/svc-rsa/keys/rotate"))
         .basic_auth("admin", Some(&secret))

@@ -1,0 +1,518 @@
+//! `asapd callers|groups|keys|secrets|audit|settings <verb>`: each verb is
+//! one admin API call (or a loop of them for `audit tail`), so the CLI can
+//! do nothing the API would not let the same admin do.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::admin::{print, segment, AdminClient, Credentials};
+
+/// The admin resources, flattened into `asapd`'s own commands.
+#[derive(Subcommand)]
+pub enum AdminResource {
+    /// Callers: list, get, create, update, disable, delete.
+    Callers {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: CallerVerb,
+    },
+    /// Groups (audiences and grants): list, get, create, update, delete.
+    Groups {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: CrudVerb,
+    },
+    /// Signing keys: list, get, generate, import, rotate, revoke.
+    Keys {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: KeyVerb,
+    },
+    /// Client secrets: list, add, revoke.
+    Secrets {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: SecretVerb,
+    },
+    /// The audit log: query, tail, export.
+    Audit {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: AuditVerb,
+    },
+    /// Settings: get, set.
+    Settings {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: SettingsVerb,
+    },
+}
+
+/// Where the server is and how to print. Credentials come from the
+/// environment (ASAPD_CLIENT_ID / ASAPD_CLIENT_SECRET, or ASAPD_TOKEN).
+#[derive(Args)]
+pub struct Common {
+    /// Base URL of the asapd.
+    #[arg(long, global = true, default_value = "https://127.0.0.1:8443")]
+    url: String,
+    /// Extra CA certificate to trust (PEM), e.g. data/dev-cert.pem.
+    #[arg(long, global = true, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Refused: a secret on the command line shows in `ps` and in shell
+    /// history. Use ASAPD_CLIENT_SECRET.
+    #[arg(long, global = true, hide = true, value_name = "SECRET")]
+    client_secret: Option<String>,
+    /// Refused, as --client-secret. Use ASAPD_TOKEN.
+    #[arg(long, global = true, hide = true, value_name = "TOKEN")]
+    token: Option<String>,
+}
+
+/// A request body: `--data JSON` (or `@FILE`), then `--set key=value`
+/// (the value as JSON if it parses, else as a string).
+#[derive(Args, Default)]
+pub struct Body {
+    /// The JSON body, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON")]
+    data: Option<String>,
+    /// One field: key=value, e.g. --set enabled=false --set 'groups=["g"]'.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    fields: Vec<String>,
+}
+
+/// The verbs callers and groups share.
+#[derive(Subcommand)]
+pub enum CrudVerb {
+    /// All of them.
+    List,
+    /// One, by name.
+    Get { name: String },
+    /// Create one (a caller's first secret is printed once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        body: Body,
+    },
+    /// Change the fields given (PATCH).
+    Update {
+        name: String,
+        #[command(flatten)]
+        body: Body,
+    },
+    /// Delete one.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum CallerVerb {
+    #[command(flatten)]
+    Crud(CrudVerb),
+    Disable {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyVerb {
+    /// A caller's keys.
+    List {
+        caller: String,
+    },
+    Get {
+        kid: String,
+    },
+    /// A new key for a caller (pending unless --set activate=true).
+    Generate {
+        caller: String,
+        #[command(flatten)]
+        body: Body,
+    },
+    /// Import a PEM private key for a caller.
+    Import {
+        caller: String,
+        /// PEM private key file (PKCS#8 or PKCS#1/SEC1).
+        #[arg(long, value_name = "FILE")]
+        private_key_file: PathBuf,
+        #[command(flatten)]
+        body: Body,
+    },
+    Rotate {
+        caller: String,
+    },
+    Revoke {
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretVerb {
+    List {
+        caller: String,
+    },
+    /// A new secret for a caller, printed once.
+    Add {
+        caller: String,
+    },
+    Revoke {
+        caller: String,
+        id: String,
+    },
+}
+
+/// Filters of the audit query.
+#[derive(Args)]
+pub struct AuditFilter {
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    outcome: Option<String>,
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    from: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditVerb {
+    /// One page of events, newest first.
+    Query {
+        #[command(flatten)]
+        filter: AuditFilter,
+        #[arg(long)]
+        limit: Option<i64>,
+        /// next_cursor of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Print new events as they are recorded, oldest first, until stopped.
+    Tail {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// How often to ask, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Every matching event as NDJSON on standard output.
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SettingsVerb {
+    Get {
+        name: SettingName,
+    },
+    /// e.g. `settings set audit-retention --set max_age_days=90`.
+    Set {
+        name: SettingName,
+        #[command(flatten)]
+        body: Body,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SettingName {
+    AuditRetention,
+}
+
+/// Runs one admin command.
+pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
+    let (common, call) = plan(resource)?;
+    if common.client_secret.is_some() || common.token.is_some() {
+        anyhow::bail!(
+            "secrets are not accepted on the command line (they would show in `ps` and in \
+             shell history); set ASAPD_CLIENT_ID and ASAPD_CLIENT_SECRET, or ASAPD_TOKEN"
+        );
+    }
+    let client = AdminClient::new(
+        &common.url,
+        common.cacert.as_deref(),
+        Credentials::from_env()?,
+    )?;
+    match call {
+        Call::Once(method, path, body) => {
+            let answer = client.call(method, &path, body.as_ref()).await?;
+            print(&answer, common.json);
+        }
+        Call::Tail(query, interval) => tail(&client, &query, interval, common.json).await?,
+        Call::Export(query) => export(&client, &query).await?,
+    }
+    Ok(())
+}
+
+enum Call {
+    Once(Method, String, Option<Value>),
+    Tail(String, Duration),
+    Export(String),
+}
+
+/// Maps a command to the request it makes.
+fn plan(resource: AdminResource) -> anyhow::Result<(Common, Call)> {
+    use Method as M;
+    let once = |m: Method, path: String, body: Option<Value>| Call::Once(m, path, body);
+    Ok(match resource {
+        AdminResource::Callers { common, verb } => {
+            let call = match verb {
+                CallerVerb::Crud(verb) => crud("/callers", verb)?,
+                CallerVerb::Disable { name } => once(
+                    M::PATCH,
+                    format!("/callers/{}", segment(&name)),
+                    Some(json!({"enabled": false})),
+                ),
+            };
+            (common, call)
+        }
+        AdminResource::Groups { common, verb } => (common, crud("/groups", verb)?),
+        AdminResource::Keys { common, verb } => {
+            let call = match verb {
+                KeyVerb::List { caller } => {
+                    once(M::GET, format!("/callers/{}/keys", segment(&caller)), None)
+                }
+                KeyVerb::Get { kid } => once(M::GET, format!("/keys/{}", segment(&kid)), None),
+                KeyVerb::Generate { caller, body } => once(
+                    M::POST,
+                    format!("/callers/{}/keys", segment(&caller)),
+                    Some(body.build()?),
+                ),
+                KeyVerb::Import {
+                    caller,
+                    private_key_file,
+                    body,
+                } => {
+                    let pem = std::fs::read_to_string(&private_key_file).with_context(|| {
+                        format!("reading the private key {}", private_key_file.display())
+                    })?;
+                    let mut body = body.build()?;
+                    body["private_key"] = Value::String(pem);
+                    once(
+                        M::POST,
+                        format!("/callers/{}/keys/import", segment(&caller)),
+                        Some(body),
+                    )
+                }
+                KeyVerb::Rotate { caller } => once(
+                    M::POST,
+                    format!("/callers/{}/keys/rotate", segment(&caller)),
+                    None,
+                ),
+                KeyVerb::Revoke { kid } => {
+                    once(M::POST, format!("/keys/{}/revoke", segment(&kid)), None)
+                }
+            };
+            (common, call)
+        }
+        AdminResource::Secrets { common, verb } => {
+            let call = match verb {
+                SecretVerb::List { caller } => once(
+                    M::GET,
+                    format!("/callers/{}/secrets", segment(&caller)),
+                    None,
+                ),
+                SecretVerb::Add { caller } => once(
+                    M::POST,
+                    format!("/callers/{}/secrets", segment(&caller)),
+                    None,
+                ),
+                SecretVerb::Revoke { caller, id } => once(
+                    M::DELETE,
+                    format!("/callers/{}/secrets/{}", segment(&caller), segment(&id)),
+                    None,
+                ),
+            };
+            (common, call)
+        }
+        AdminResource::Audit { common, verb } => {
+            let call = match verb {
+                AuditVerb::Query {
+                    filter,
+                    limit,
+                    cursor,
+                } => {
+                    let mut query = filter.pairs();
+                    query.extend(limit.map(|l| ("limit", l.to_string())));
+                    query.extend(cursor.map(|c| ("cursor", c)));
+                    once(M::GET, format!("/audit?{}", encode(&query)), None)
+                }
+                AuditVerb::Tail {
+                    filter,
+                    interval_ms,
+                } => Call::Tail(encode(&filter.pairs()), Duration::from_millis(interval_ms)),
+                AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
+            };
+            (common, call)
+        }
+        AdminResource::Settings { common, verb } => {
+            let call = match verb {
+                SettingsVerb::Get { name } => once(M::GET, name.path().into(), None),
+                SettingsVerb::Set { name, body } => {
+                    once(M::PUT, name.path().into(), Some(body.build()?))
+                }
+            };
+            (common, call)
+        }
+    })
+}
+
+/// The request of a verb on `base` (`/callers`, `/groups`).
+fn crud(base: &str, verb: CrudVerb) -> anyhow::Result<Call> {
+    let one = |name: &str| format!("{base}/{}", segment(name));
+    Ok(match verb {
+        CrudVerb::List => Call::Once(Method::GET, base.into(), None),
+        CrudVerb::Get { name } => Call::Once(Method::GET, one(&name), None),
+        CrudVerb::Create { name, body } => {
+            Call::Once(Method::POST, base.into(), Some(body.named(&name)?))
+        }
+        CrudVerb::Update { name, body } => {
+            Call::Once(Method::PATCH, one(&name), Some(body.build()?))
+        }
+        CrudVerb::Delete { name } => Call::Once(Method::DELETE, one(&name), None),
+    })
+}
+
+impl SettingName {
+    fn path(self) -> &'static str {
+        match self {
+            SettingName::AuditRetention => "/settings/audit-retention",
+        }
+    }
+}
+
+impl Body {
+    fn build(&self) -> anyhow::Result<Value> {
+        let mut body = match &self.data {
+            None => Map::new(),
+            Some(text) => {
+                let text = match text.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("reading --data file {path}"))?,
+                    None => text.clone(),
+                };
+                match serde_json::from_str(&text).context("--data is not JSON")? {
+                    Value::Object(map) => map,
+                    _ => anyhow::bail!("--data must be a JSON object"),
+                }
+            }
+        };
+        for field in &self.fields {
+            let (key, value) = field
+                .split_once('=')
+                .with_context(|| format!("--set {field:?}: expected KEY=VALUE"))?;
+            let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+            body.insert(key.to_owned(), value);
+        }
+        Ok(Value::Object(body))
+    }
+
+    fn named(&self, name: &str) -> anyhow::Result<Value> {
+        let mut body = self.build()?;
+        body["name"] = json!(name);
+        Ok(body)
+    }
+}
+
+impl AuditFilter {
+    fn pairs(self) -> Vec<(&'static str, String)> {
+        [
+            ("action", self.action),
+            ("outcome", self.outcome),
+            ("actor", self.actor),
+            ("target", self.target),
+            ("from", self.from),
+            ("to", self.to),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
+
+fn encode(pairs: &[(&str, String)]) -> String {
+    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
+}
+
+/// Polls the newest page and prints what is newer than the last event
+/// seen, oldest first. The first poll only sets the starting point, as
+/// `tail -f` starts at the end.
+async fn tail(
+    client: &AdminClient,
+    query: &str,
+    interval: Duration,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut seen: Option<i64> = None;
+    loop {
+        let page = client
+            .call(Method::GET, &format!("/audit?limit=1000&{query}"), None)
+            .await?;
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        let newest = events.iter().filter_map(|e| e["id"].as_i64()).max();
+        if let Some(last) = seen {
+            for event in events
+                .iter()
+                .rev()
+                .filter(|e| e["id"].as_i64() > Some(last))
+            {
+                if json {
+                    println!("{event}");
+                } else {
+                    println!(
+                        "{}  {}  {}  {}  {}",
+                        event["time"].as_str().unwrap_or("-"),
+                        event["action"].as_str().unwrap_or("-"),
+                        event["outcome"].as_str().unwrap_or("-"),
+                        event["actor"].as_str().unwrap_or("-"),
+                        event["target"].as_str().unwrap_or("-"),
+                    );
+                }
+            }
+            std::io::stdout().flush()?;
+        }
+        seen = seen.max(newest).or(Some(0));
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Streams the export to standard output as it arrives, with a line count
+/// on standard error when a person watches it.
+async fn export(client: &AdminClient, query: &str) -> anyhow::Result<()> {
+    let mut res = client
+        .send(Method::GET, &format!("/audit/export?{query}"), None)
+        .await?;
+    let progress = std::io::stderr().is_terminal();
+    let mut stdout = std::io::stdout().lock();
+    let mut lines = 0u64;
+    while let Some(chunk) = res.chunk().await.context("reading the export")? {
+        stdout.write_all(&chunk)?;
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        if progress {
+            eprint!("\r{lines} events");
+        }
+    }
+    stdout.flush()?;
+    if progress {
+        eprintln!("\r{lines} events exported");
+    }
+    Ok(())
+}

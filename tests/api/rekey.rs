@@ -1,0 +1,188 @@
+//! Master-key rotation: keys made under key 1 keep signing, verifiable with
+//! the PEM fetched before the rotation, through a restart with key 2 and
+//! key 1 as previous, `asapd rekey`, and a restart with key 2 alone.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use asapd::crypto::MasterKey;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{fresh_database_url, is_postgres};
+use crate::process::{asapd, free_port, output_within, Server};
+use crate::restart::{assert_old_keys_sign, callers_under, pem, token, verify_with};
+
+/// `serve` with `key` as current and `previous` (comma-separated) as
+/// previous keys.
+async fn serve_rotating(dir: &Path, db: &str, key: &str, previous: &str) -> Server {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = asapd(&["serve", "--listen", &listen], dir, db, Some(key));
+    cmd.env("ASAPD_PREVIOUS_MASTER_KEYS", previous);
+    Server::spawn(cmd, port).healthy().await
+}
+
+/// `asapd rekey --json` with the previous keys in a file; its summary.
+fn rekey(dir: &Path, db: &str, key: &str, previous: &str) -> Value {
+    let file = dir.join("previous.keys");
+    std::fs::write(&file, format!("# retired 2026-11\n{previous}\n")).unwrap();
+    let mut cmd = asapd(&["rekey", "--json", "--batch", "1"], dir, db, Some(key));
+    cmd.env("ASAPD_PREVIOUS_MASTER_KEYS_FILE", &file);
+    let out = output_within(cmd);
+    assert!(
+        out.status.success(),
+        "rekey: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rekey --json prints JSON")
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_keeps_every_key_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let key1 = MasterKey::generate_base64();
+    let key2 = MasterKey::generate_base64();
+    let (admin, signers) = callers_under(dir.path(), &db, &key1).await;
+
+    // Key 2 alone before the rekey: refused, with the way out.
+    let out = output_within(asapd(
+        &["serve", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        &db,
+        Some(&key2),
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("previous_master_keys") && stderr.contains("asapd rekey"),
+        "{stderr}"
+    );
+
+    // Key 2 with key 1 as previous: serves, old keys sign, new keys are
+    // sealed under key 2.
+    let server = serve_rotating(dir.path(), &db, &key2, &key1).await;
+    assert_old_keys_sign(&server, &signers).await;
+    let res = crate::helpers::http()
+        .post(server.url("/v1/admin/callers/svc-ec/keys/rotate"))
+        .basic_auth("admin", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    server.stop();
+
+    // Four keys (the admin's and two callers' under key 1, the rotated one
+    // under key 2), one per batch; a second run finds nothing left to do.
+    let summary = rekey(dir.path(), &db, &key2, &key1);
+    assert_eq!(summary["keys_total"], 4, "{summary}");
+    assert_eq!(summary["keys_rekeyed"], 3, "{summary}");
+    assert_eq!(summary["keys_already_current"], 1, "{summary}");
+    assert_eq!(summary["check_value_rekeyed"], true, "{summary}");
+    assert_eq!(summary["batches"], 4, "{summary}");
+    let again = rekey(dir.path(), &db, &key2, &key1);
+    assert_eq!(again["keys_rekeyed"], 0, "{again}");
+    assert_eq!(again["keys_already_current"], 4, "{again}");
+    assert_eq!(again["check_value_rekeyed"], false, "{again}");
+
+    // Key 2 alone: starts, and the retired EC key and the RSA key still
+    // verify (the EC caller now signs with its rotated key).
+    let server = Server::start(dir.path(), &db, &key2).await;
+    let (status, _) = pem(&server, &signers[0].kid).await;
+    assert_eq!(status, StatusCode::OK, "the retired key is still published");
+    assert_old_keys_sign(&server, &signers[1..]).await;
+    let res = crate::helpers::http()
+        .get(server.url("/v1/admin/audit?action=master_key.rotated"))
+        .basic_auth("admin", Some(&admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page: Value = res.json().await.unwrap();
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{page}");
+    let first = events.iter().find(|e| e["detail"]["keys_rekeyed"] == 3);
+    let first = first.unwrap_or_else(|| panic!("no run with counts: {page}"));
+    assert_eq!(first["actor"], "system");
+    assert_eq!(first["detail"]["keys_total"], 4);
+    server.stop();
+
+    // Key 1 alone no longer opens anything.
+    let out = output_within(asapd(
+        &["serve", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        &db,
+        Some(&key1),
+    ));
+    assert!(!out.status.success());
+}
+
+/// Replicas with both keys configured serve while `rekey` runs, and a
+/// client asking for tokens all along sees no failure. Two replicas on
+/// PostgreSQL; on SQLite (one replica by design) the one server.
+#[tokio::test]
+async fn rekey_while_replicas_serve_fails_no_token_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let key1 = MasterKey::generate_base64();
+    let key2 = MasterKey::generate_base64();
+    let (_, signers) = callers_under(dir.path(), &db, &key1).await;
+    let replicas = if is_postgres() { 2 } else { 1 };
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        servers.push(Arc::new(
+            serve_rotating(dir.path(), &db, &key2, &key1).await,
+        ));
+    }
+    let signers = Arc::new(signers);
+    let stop = Arc::new(AtomicBool::new(false));
+    let issued = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for server in &servers {
+        let (server, signers, stop, issued) = (
+            server.clone(),
+            signers.clone(),
+            stop.clone(),
+            issued.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                // `token` asserts 200 on every answer.
+                for s in signers.iter() {
+                    let t = token(&server, s.name, &s.secret).await;
+                    verify_with(&t, &s.pem, s.alg);
+                    issued.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let summary = tokio::task::spawn_blocking({
+        let (dir, db, key2, key1) = (
+            dir.path().to_owned(),
+            db.clone(),
+            key2.clone(),
+            key1.clone(),
+        );
+        move || rekey(&dir, &db, &key2, &key1)
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary["keys_rekeyed"], 3, "{summary}");
+    let during = issued.load(Ordering::Relaxed);
+    // A few more rounds after the rekey committed, against the new blobs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while issued.load(Ordering::Relaxed) < during + 4 * replicas as u64 {
+        assert!(std::time::Instant::now() < deadline, "issuing stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("no token request failed");
+    }
+    drop(servers);
+
+    let server = Server::start(dir.path(), &db, &key2).await;
+    assert_old_keys_sign(&server, &signers).await;
+}
