@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use asapd::client;
 use asapd::clock::Clock;
 use asapd::config::{CliOverrides, Settings};
+use asapd::domain::qsh::CanonicalRequest;
 use asapd::service::bootstrap;
 use asapd::startup::{prepare_state, Application};
 
@@ -51,6 +52,10 @@ enum Command {
     /// Check a token as an ASAP verifier does, against a key repository;
     /// prints its claims, or why it is refused (exit 1).
     Verify(VerifyArgs),
+    /// Print the Connect query string hash (qsh) of a request, as asapd
+    /// puts it in tokens; the interop tests compare it with npm atlassian-jwt.
+    #[command(hide = true)]
+    Qsh(QshArgs),
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -120,8 +125,35 @@ struct VerifyArgs {
     /// Extra CA certificate to trust (PEM), e.g. data/dev-cert.pem.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
+    /// Check the token's qsh (Connect request binding) against this HTTP
+    /// method; needs --url.
+    #[arg(long, requires = "url")]
+    method: Option<String>,
+    /// Check the token's qsh against this request target (`/path?query`);
+    /// needs --method.
+    #[arg(long, requires = "method")]
+    url: Option<String>,
     /// The token; `-` or nothing reads it from standard input.
     token: Option<String>,
+}
+
+#[derive(Args)]
+struct QshArgs {
+    /// The HTTP method.
+    #[arg(long)]
+    method: String,
+    /// The request target, `/path?query`.
+    #[arg(long)]
+    url: String,
+    /// Print the canonical request instead of its hash.
+    #[arg(long)]
+    canonical: bool,
+}
+
+/// `--method`/`--url` as a canonical request, or why not, naming the flag.
+fn bound_request(method: &str, url: &str) -> anyhow::Result<CanonicalRequest> {
+    CanonicalRequest::parse(method, url)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))
 }
 
 /// Flags shared by every command that touches the database.
@@ -216,7 +248,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", answer["token"].as_str().unwrap_or_default());
             }
         }
+        Command::Qsh(args) => {
+            let request = bound_request(&args.method, &args.url)?;
+            if args.canonical {
+                println!("{}", request.as_str());
+            } else {
+                println!("{}", request.qsh());
+            }
+        }
         Command::Verify(args) => {
+            let request = match (&args.method, &args.url) {
+                (Some(method), Some(url)) => Some(bound_request(method, url)?),
+                _ => None,
+            };
             let token = match args.token.as_deref() {
                 Some(t) if t != "-" => t.to_owned(),
                 _ => {
@@ -234,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issuers: &args.issuers,
                 allow_subject: args.allow_subject,
                 leeway: args.leeway,
+                request: request.as_ref(),
             };
             match client::verify::verify(&client, token.trim(), &expect).await {
                 Ok(claims) => println!("{claims}"),
