@@ -20,6 +20,7 @@ mod openapi;
 mod outage;
 mod process;
 mod public_keys;
+mod qsh;
 mod replicas;
 mod restart;
 mod rotation;
