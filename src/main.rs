@@ -11,8 +11,9 @@ use asapd::client;
 use asapd::clock::Clock;
 use asapd::config::{CliOverrides, Settings};
 use asapd::domain::qsh::CanonicalRequest;
+use asapd::mirror;
 use asapd::service::bootstrap;
-use asapd::startup::{prepare_state, Application};
+use asapd::startup::{prepare_state, shutdown_signal, Application};
 
 /// glibc's malloc/free took 14 % of the server's CPU issuing tokens
 /// (`benches/profile.sh tokens`); mimalloc's per-thread free lists suit
@@ -56,6 +57,10 @@ enum Command {
     /// puts it in tokens; the interop tests compare it with npm atlassian-jwt.
     #[command(hide = true)]
     Qsh(QshArgs),
+    /// Write the key repository as static files: DIR/<kid> (PEM) and
+    /// DIR/.well-known/jwks.json, for any web server or CDN to serve as a
+    /// fallback. Reads the database; needs no master key.
+    Mirror(MirrorArgs),
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -135,6 +140,19 @@ struct VerifyArgs {
     url: Option<String>,
     /// The token; `-` or nothing reads it from standard input.
     token: Option<String>,
+}
+
+#[derive(Args)]
+struct MirrorArgs {
+    /// The directory to write; created if missing.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Keep running and follow every change (PostgreSQL: notifications;
+    /// SQLite: a look once a second) until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 #[derive(Args)]
@@ -287,6 +305,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+        }
+        Command::Mirror(args) => {
+            let settings = args.config.load()?;
+            let store = mirror::open_store(&settings.database_url()).await?;
+            if args.watch {
+                tracing::info!(dir = %args.to.display(), "asapd mirror: watching");
+                mirror::watch(&store, &args.to, shutdown_signal()).await;
+            } else {
+                let pass = mirror::sync(&store, &args.to).await?;
+                eprintln!(
+                    "asapd mirror: {} published keys in {} ({} files written, {} removed)",
+                    pass.keys,
+                    args.to.display(),
+                    pass.written,
+                    pass.removed
+                );
+            }
+            store.close().await;
         }
         Command::Migrate(args) => {
             let settings = args.load()?;

@@ -16,6 +16,7 @@ mod helpers;
 mod import_kid;
 mod keys;
 mod metrics;
+mod mirror;
 mod oauth2;
 mod openapi;
 mod outage;
