@@ -8,7 +8,7 @@ LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
 # `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
 PREFIX ?= /usr/local
 
-.PHONY: run build install test test-sqlite test-postgres interop contract fleet promtool docs-browser postman lint fmt openapi bench clean
+.PHONY: run build install test test-sqlite test-postgres interop contract fleet qsh-vectors promtool docs-browser postman lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -45,6 +45,11 @@ test-postgres:
 
 interop: build
 	bash tests/interop/run.sh
+
+## Only the qsh vectors of the interop step: asapd's Connect query string
+## hash against npm atlassian-jwt 2.0.3 (`npm ci` into target/qsh-npm).
+qsh-vectors: build
+	bash tests/interop/run.sh -k qsh
 
 ## schemathesis (pinned, in target/contract-venv) fuzzes a running debug
 ## asapd from openapi/openapi.json with all its checks, a few minutes at most.

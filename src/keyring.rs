@@ -171,18 +171,29 @@ fn build(
         }
         published.insert(row.kid.clone(), entry);
     }
-    let mut jwks: Vec<_> = published
-        .values()
-        .map(|k| k.public.jwk(&k.kid, k.algorithm))
-        .collect();
-    jwks.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
-    let jwks = Bytes::from(serde_json::to_vec(&json!({ "keys": jwks }))?);
+    let jwks = jwks_document(
+        published
+            .values()
+            .map(|k| (k.kid.as_str(), &k.public, k.algorithm)),
+    )?;
     Ok(Snapshot {
         published,
         signers,
         jwks_etag: etag_of(&jwks),
         jwks,
     })
+}
+
+/// `{"keys": [...]}` of `keys`, sorted by kid: the exact bytes of
+/// `/.well-known/jwks.json`, which `asapd mirror` writes too.
+pub fn jwks_document<'a>(
+    keys: impl Iterator<Item = (&'a str, &'a PublicKey, Algorithm)>,
+) -> anyhow::Result<Bytes> {
+    let mut jwks: Vec<_> = keys
+        .map(|(kid, public, algorithm)| public.jwk(kid, algorithm))
+        .collect();
+    jwks.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
+    Ok(Bytes::from(serde_json::to_vec(&json!({ "keys": jwks }))?))
 }
 
 /// The public side of a stored key, encoded for verifiers.

@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod keyring;
 pub mod metrics;
+pub mod mirror;
 pub mod ratelimit;
 pub mod service;
 pub mod startup;

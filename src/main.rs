@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use asapd::client;
 use asapd::clock::Clock;
 use asapd::config::{CliOverrides, Settings};
+use asapd::domain::qsh::CanonicalRequest;
+use asapd::mirror;
 use asapd::service::bootstrap;
-use asapd::startup::{prepare_state, Application};
+use asapd::startup::{prepare_state, shutdown_signal, Application};
 
 /// glibc's malloc/free took 14 % of the server's CPU issuing tokens
 /// (`benches/profile.sh tokens`); mimalloc's per-thread free lists suit
@@ -54,6 +56,14 @@ enum Command {
     /// Check a token as an ASAP verifier does, against a key repository;
     /// prints its claims, or why it is refused (exit 1).
     Verify(VerifyArgs),
+    /// Print the Connect query string hash (qsh) of a request, as asapd
+    /// puts it in tokens; the interop tests compare it with npm atlassian-jwt.
+    #[command(hide = true)]
+    Qsh(QshArgs),
+    /// Write the key repository as static files: DIR/<kid> (PEM) and
+    /// DIR/.well-known/jwks.json, for any web server or CDN to serve as a
+    /// fallback. Reads the database; needs no master key.
+    Mirror(MirrorArgs),
     /// Offline administration on the database itself (needs the master key).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -151,8 +161,48 @@ struct VerifyArgs {
     /// Extra CA certificate to trust (PEM), e.g. data/dev-cert.pem.
     #[arg(long, value_name = "FILE")]
     cacert: Option<PathBuf>,
+    /// Check the token's qsh (Connect request binding) against this HTTP
+    /// method; needs --url.
+    #[arg(long, requires = "url")]
+    method: Option<String>,
+    /// Check the token's qsh against this request target (`/path?query`);
+    /// needs --method.
+    #[arg(long, requires = "method")]
+    url: Option<String>,
     /// The token; `-` or nothing reads it from standard input.
     token: Option<String>,
+}
+
+#[derive(Args)]
+struct MirrorArgs {
+    /// The directory to write; created if missing.
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Keep running and follow every change (PostgreSQL: notifications;
+    /// SQLite: a look once a second) until SIGTERM or Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Args)]
+struct QshArgs {
+    /// The HTTP method.
+    #[arg(long)]
+    method: String,
+    /// The request target, `/path?query`.
+    #[arg(long)]
+    url: String,
+    /// Print the canonical request instead of its hash.
+    #[arg(long)]
+    canonical: bool,
+}
+
+/// `--method`/`--url` as a canonical request, or why not, naming the flag.
+fn bound_request(method: &str, url: &str) -> anyhow::Result<CanonicalRequest> {
+    CanonicalRequest::parse(method, url)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field, e.message))
 }
 
 /// Flags shared by every command that touches the database.
@@ -256,7 +306,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", answer["token"].as_str().unwrap_or_default());
             }
         }
+        Command::Qsh(args) => {
+            let request = bound_request(&args.method, &args.url)?;
+            if args.canonical {
+                println!("{}", request.as_str());
+            } else {
+                println!("{}", request.qsh());
+            }
+        }
         Command::Verify(args) => {
+            let request = match (&args.method, &args.url) {
+                (Some(method), Some(url)) => Some(bound_request(method, url)?),
+                _ => None,
+            };
             let token = match args.token.as_deref() {
                 Some(t) if t != "-" => t.to_owned(),
                 _ => {
@@ -274,6 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 issuers: &args.issuers,
                 allow_subject: args.allow_subject,
                 leeway: args.leeway,
+                request: request.as_ref(),
             };
             match client::verify::verify(&client, token.trim(), &expect).await {
                 Ok(claims) => println!("{claims}"),
@@ -282,6 +345,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             }
+        }
+        Command::Mirror(args) => {
+            let settings = args.config.load()?;
+            let store = mirror::open_store(&settings.database_url()).await?;
+            if args.watch {
+                tracing::info!(dir = %args.to.display(), "asapd mirror: watching");
+                mirror::watch(&store, &args.to, shutdown_signal()).await;
+            } else {
+                let pass = mirror::sync(&store, &args.to).await?;
+                eprintln!(
+                    "asapd mirror: {} published keys in {} ({} files written, {} removed)",
+                    pass.keys,
+                    args.to.display(),
+                    pass.written,
+                    pass.removed
+                );
+            }
+            store.close().await;
         }
         Command::Migrate(args) => {
             let settings = args.load()?;

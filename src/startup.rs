@@ -186,7 +186,8 @@ impl Application {
     }
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::domain::algorithm::{Algorithm, KeyType};
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::kid::Kid;
+use crate::domain::qsh::CanonicalRequest;
 
 /// What the token must satisfy besides its signature.
 pub struct Expectations<'a> {
@@ -26,6 +27,9 @@ pub struct Expectations<'a> {
     pub allow_subject: bool,
     /// Seconds of clock skew tolerated (atlassian-jwt-auth: 0 by default).
     pub leeway: u64,
+    /// The request the token must be bound to through `qsh`, as a Connect
+    /// receiver checks it; `None` ignores `qsh`, as ASAP verifiers do.
+    pub request: Option<&'a CanonicalRequest>,
 }
 
 /// The claims of a valid token.
@@ -139,6 +143,25 @@ fn check_asap_claims(kid: &Kid, claims: &Value, expect: &Expectations<'_>) -> an
     if !audiences.contains(expect.audience) {
         bail!("the token is not for {} (aud)", expect.audience);
     }
+    if let Some(request) = expect.request {
+        check_qsh(claims, request)?;
+    }
+    Ok(())
+}
+
+/// The token is bound to `request`: its `qsh` is the hash of that request.
+fn check_qsh(claims: &Value, request: &CanonicalRequest) -> anyhow::Result<()> {
+    let Some(qsh) = claims.get("qsh") else {
+        bail!("the token has no qsh: it is not bound to a request");
+    };
+    let qsh = qsh.as_str().ok_or_else(|| anyhow!("qsh is not a string"))?;
+    if qsh != request.qsh() {
+        bail!(
+            "qsh {qsh} is not the hash of this request ({}), so the token was issued for \
+             another one",
+            request.as_str()
+        );
+    }
     Ok(())
 }
 
@@ -154,6 +177,7 @@ mod tests {
             issuers,
             allow_subject,
             leeway: 0,
+            request: None,
         }
     }
 
@@ -190,6 +214,21 @@ mod tests {
         let mut elsewhere = claims();
         elsewhere["aud"] = json!("svc-z");
         assert!(check_asap_claims(&kid, &elsewhere, &expect(false, &[])).is_err());
+
+        let request = CanonicalRequest::parse("GET", "/a?b=1").unwrap();
+        let bound = Expectations {
+            request: Some(&request),
+            ..expect(false, &[])
+        };
+        assert!(check_asap_claims(&kid, &ok, &bound).is_err(), "no qsh");
+        let mut with_qsh = claims();
+        with_qsh["qsh"] = json!(request.qsh());
+        check_asap_claims(&kid, &with_qsh, &bound).unwrap();
+        with_qsh["qsh"] = json!(CanonicalRequest::parse("GET", "/a?b=2").unwrap().qsh());
+        assert!(
+            check_asap_claims(&kid, &with_qsh, &bound).is_err(),
+            "other request"
+        );
 
         let mut no_jti = claims();
         no_jti["jti"] = json!("");

@@ -39,6 +39,18 @@ pub fn check_extra(claims: &Map<String, Value>, max_bytes: usize) -> Result<(), 
     Ok(())
 }
 
+/// With `request`, asapd sets `qsh` itself, so `claims` may not.
+pub fn check_no_qsh(claims: &Map<String, Value>) -> Result<(), Denial> {
+    if claims.contains_key("qsh") {
+        return Err(Denial::on_field(
+            Rule::ReservedClaim,
+            "claims.qsh",
+            "claims.qsh: asapd computes qsh from request; send one or the other",
+        ));
+    }
+    Ok(())
+}
+
 /// A requested subject: printable, 1..=255 characters.
 pub fn check_subject(subject: &str) -> Result<(), Denial> {
     if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_LEN {
@@ -104,6 +116,9 @@ pub struct TokenClaims<'a> {
     pub exp: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Connect's query string hash of the request the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qsh: Option<&'a str>,
     #[serde(flatten)]
     pub extra: &'a Map<String, Value>,
 }
@@ -159,6 +174,7 @@ mod tests {
             iat: 1,
             exp: 61,
             nbf: None,
+            qsh: None,
             extra: &extra,
         };
         let v = serde_json::to_value(&claims).unwrap();

@@ -11,6 +11,7 @@ pub mod group;
 pub mod key;
 pub mod kid;
 pub mod names;
+pub mod qsh;
 
 /// A rule violation in client-supplied input, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

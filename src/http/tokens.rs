@@ -10,8 +10,10 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
+use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants::parse_audiences;
 use crate::domain::group::Lifetime;
+use crate::domain::qsh::CanonicalRequest;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
@@ -47,6 +49,36 @@ pub struct TokenRequestBody {
     pub claims: Option<Map<String, Value>>,
     /// `nbf`, Unix seconds, taken as given; must be before `exp`.
     pub not_before: Option<i64>,
+    /// Binds the token to one HTTP request: it then carries `qsh`, Atlassian
+    /// Connect's query string hash of that request, as npm `atlassian-jwt`
+    /// computes it.
+    pub request: Option<BoundRequestBody>,
+}
+
+/// The HTTP request a token is bound to.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BoundRequestBody {
+    /// HTTP method (an RFC 9110 token); upper-cased for the hash.
+    #[schema(
+        example = "GET",
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+    )]
+    pub method: String,
+    /// The request target as sent on the wire: a path starting with one
+    /// `/`, an optional `?query` (a fragment is ignored). No whitespace or
+    /// control characters (a space is `%20`, or `+` in the query), no `\`
+    /// in the path, and every `%` in the query followed by two hex digits
+    /// encoding UTF-8; at most 8192 bytes and 1000 query parameters.
+    #[schema(
+        example = "/rest/api/2/issue?fields=summary",
+        min_length = 1,
+        max_length = 8192,
+        pattern = "^/([^/].*)?$"
+    )]
+    pub url: String,
 }
 
 /// `"svc-b"` or `["svc-b", …]`.
@@ -104,6 +136,18 @@ impl TokenRequestBody {
             subject: self.subject,
             claims: self.claims.unwrap_or_default(),
             not_before: self.not_before,
+            bound_to: self
+                .request
+                .map(|r| CanonicalRequest::parse(&r.method, &r.url))
+                .transpose()
+                .map_err(|e| {
+                    let e = e.within("request");
+                    IssueError::denied(Denial::on_field(
+                        Rule::InvalidRequest,
+                        e.field.clone(),
+                        e.to_string(),
+                    ))
+                })?,
         })
     }
 }
@@ -123,6 +167,9 @@ pub struct TokenResponse {
     pub kid: String,
     /// The token's unique id, as recorded in the audit log.
     pub jti: String,
+    /// The token's `qsh` claim, when `request` bound it to a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qsh: Option<String>,
 }
 
 /// Issues an ASAP token to a caller.
@@ -138,7 +185,7 @@ pub struct TokenResponse {
 /// broke, e.g. `(rule: audience_not_granted)`.
 #[utoipa::path(tag = "tokens", security(("basic" = [])), request_body = TokenRequestBody, responses(
     (status = 200, body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-    (status = 400, description = "Malformed request, reserved or oversized claims, lifetime above the grant", body = Problem, content_type = "application/problem+json"),
+    (status = 400, description = "Malformed request, reserved or oversized claims, lifetime above the grant, a request.method or request.url asapd cannot hash", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Missing or wrong credentials", body = Problem, content_type = "application/problem+json",
         headers(("WWW-Authenticate" = String, description = "Basic challenge"))),
     (status = 403, description = "Caller disabled, client IP not allowed, audience not granted, subject not allowed", body = Problem, content_type = "application/problem+json"),
@@ -177,5 +224,6 @@ pub async fn issue_token(
             expires_at: rfc3339(issued.expires_at),
             kid: issued.kid,
             jti: issued.jti,
+            qsh: issued.qsh,
         }))
 }

@@ -163,6 +163,45 @@ pub async fn generate(
     add(state, origin, action::KEY_CREATED, caller, req, pair).await
 }
 
+/// The name of an imported key: `name`, or the key name of `kid` (the kid
+/// its service already uses), which must be `<caller>/<key-name>` for this
+/// caller. Both at once are refused: they could disagree.
+pub fn imported_key_name(
+    caller: &CallerName,
+    name: Option<KeyName>,
+    kid: Option<&str>,
+) -> ApiResult<Option<KeyName>> {
+    let Some(kid) = kid else { return Ok(name) };
+    if name.is_some() {
+        return Err(ApiError::bad_field(
+            "kid",
+            "give kid or name, not both (the kid is <caller>/<name>)",
+        ));
+    }
+    let parsed = Kid::parse(kid).map_err(|e| {
+        ApiError::bad_field(
+            "kid",
+            format!(
+                "{kid:?} is not a kid asapd can serve: {}; asapd kids are <caller>/<key-name>",
+                e.message
+            ),
+        )
+    })?;
+    if parsed.caller() != caller.as_str() {
+        return Err(ApiError::bad_field(
+            "kid",
+            format!(
+                "{kid:?} must start with {caller}/: ASAP verifiers accept a kid only under its \
+                 issuer's name"
+            ),
+        ));
+    }
+    let key_name = &parsed.as_str()[caller.as_str().len() + 1..];
+    KeyName::parse(key_name)
+        .map(Some)
+        .map_err(|e| ApiError::bad_field("kid", e.message))
+}
+
 /// Imports a private key (PKCS#8, or PKCS#1 for RSA; PEM or base64 DER)
 /// for `caller`.
 pub async fn import(

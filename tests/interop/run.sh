@@ -18,5 +18,21 @@ fi
 # Cheap when everything is already installed; picks up requirement changes.
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
 
+# npm atlassian-jwt, the qsh reference of test_qsh.py, pinned by
+# tests/interop/qsh/package-lock.json and installed with `npm ci` under
+# target/ (never into the source tree); reinstalled when the lock changes.
+qsh_npm=target/qsh-npm
+if ! cmp -s tests/interop/qsh/package-lock.json "$qsh_npm/package-lock.json" \
+        || [[ ! -d $qsh_npm/node_modules/atlassian-jwt ]]; then
+    command -v npm >/dev/null || { echo "interop: npm is needed for the qsh vectors (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+    echo "interop: npm ci into $qsh_npm"
+    rm -rf "$qsh_npm"
+    mkdir -p "$qsh_npm"
+    cp tests/interop/qsh/package.json tests/interop/qsh/package-lock.json "$qsh_npm/"
+    (cd "$qsh_npm" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+QSH_NODE_MODULES=$(realpath "$qsh_npm/node_modules")
+export QSH_NODE_MODULES
+
 # -p no:cacheprovider: no .pytest_cache left in the source tree.
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/interop "$@"

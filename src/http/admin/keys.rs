@@ -39,7 +39,18 @@ pub struct ImportKey {
     /// Picks the key family: default the caller's algorithm, so an RSA key
     /// for an ES256 caller needs `"algorithm": "RS256"` (or another RSA one).
     pub algorithm: Option<Algorithm>,
+    /// Default: a time-ordered unique name. Not with `kid`.
     pub name: Option<KeyName>,
+    /// The kid a service already uses for this key, kept as it is: it must
+    /// be `<caller>/<key-name>` for this caller, with a key name of ASCII
+    /// letters, digits and `_ . - +` (at most 64, starting with a letter or
+    /// digit). Not with `name`. 409 if a key has it already.
+    #[schema(
+        example = "svc-a/2024-prod",
+        max_length = 129,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*/[A-Za-z0-9][A-Za-z0-9_.+-]*$"
+    )]
+    pub kid: Option<String>,
     #[serde(default)]
     pub activate: bool,
 }
@@ -131,7 +142,8 @@ pub async fn generate_key(
 }
 
 /// Imports an existing private key for a caller. The private key is
-/// encrypted at rest and never returned.
+/// encrypted at rest and never returned. With `kid` the key keeps the kid
+/// its service already uses.
 #[utoipa::path(tag = "admin", security(("basic" = [])), request_body = ImportKey, responses(
     (status = 201, body = KeyView),
     (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -151,7 +163,7 @@ pub async fn import_key(
     let b = body.0;
     let req = NewKey {
         algorithm: b.algorithm,
-        name: b.name,
+        name: keys::imported_key_name(&name, b.name, b.kid.as_deref())?,
         activate: b.activate,
     };
     let key = keys::import(&state, &origin, &name, req, b.private_key).await?;

@@ -43,6 +43,8 @@ pub(super) async fn record_issued(
         "not_before": request.not_before,
         "claims": claim_names,
         "groups": groups,
+        // The hash, not the URL: a query string may carry secrets.
+        "qsh": issued.qsh,
     }));
     state
         .audit

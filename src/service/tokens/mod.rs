@@ -21,6 +21,7 @@ use crate::domain::caller::RateLimit;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants;
+use crate::domain::qsh::CanonicalRequest;
 use crate::error::ApiError;
 use crate::ratelimit::retry_after_secs;
 use crate::service::auth;
@@ -75,6 +76,8 @@ pub struct TokenRequest {
     pub subject: Option<String>,
     pub claims: Map<String, Value>,
     pub not_before: Option<i64>,
+    /// The request the token is bound to (Connect's `qsh`), if any.
+    pub bound_to: Option<CanonicalRequest>,
 }
 
 /// A signed token and the facts the responses need.
@@ -87,6 +90,8 @@ pub struct IssuedToken {
     pub issued_at: i64,
     pub expires_at: i64,
     pub lifetime: u32,
+    /// The `qsh` claim, when the token is bound to a request.
+    pub qsh: Option<String>,
 }
 
 /// Runs DESIGN §4 for one request. `request` reads and parses the body; it
@@ -231,6 +236,10 @@ async fn decide_and_sign(
     .map_err(IssueError::denied)?;
     // Step 6.
     claims::check_extra(&request.claims, settings.max_claims_bytes).map_err(IssueError::denied)?;
+    let qsh = request.bound_to.as_ref().map(CanonicalRequest::qsh);
+    if qsh.is_some() {
+        claims::check_no_qsh(&request.claims).map_err(IssueError::denied)?;
+    }
     let subject = match request.subject.as_deref() {
         Some(s) if s != caller => {
             claims::check_subject(s).map_err(IssueError::denied)?;
@@ -264,6 +273,7 @@ async fn decide_and_sign(
         iat,
         exp,
         nbf,
+        qsh: qsh.as_deref(),
         extra: &request.claims,
     })
     .map_err(|e| IssueError::Failed(ApiError::internal(e)))?;
@@ -277,6 +287,7 @@ async fn decide_and_sign(
             issued_at: iat,
             expires_at: exp,
             lifetime: allowance.lifetime,
+            qsh,
         },
         allowance.groups,
     ))
