@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keyring;
 pub mod metrics;
 pub mod ratelimit;
+pub mod revoked;
 pub mod service;
 pub mod startup;
 pub mod state;
