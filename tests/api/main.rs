@@ -13,6 +13,7 @@ mod config_layers;
 mod contract;
 mod groups;
 mod helpers;
+mod introspection;
 mod keys;
 mod metrics;
 mod oauth2;
