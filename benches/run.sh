@@ -6,7 +6,8 @@
 #   2. audit group commit vs one commit per event        (benches/audit.rs)
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
-#      (HTTP and HTTPS), POST /v1/tokens ES256/RS256; peak RSS after each load
+#      (HTTP and HTTPS), POST /v1/tokens ES256/RS256, POST /oauth2/introspect of
+#      an ES256 token (by its audience); peak RSS after each load
 #   4. benches/report.py: the table, printed and written to benches/RESULTS.md
 #
 # Runs on a fresh Debian 12 machine as root: installs wrk, nginx, curl,
@@ -289,6 +290,24 @@ setup_callers() {
         local s=SECRET_$alg k=KID_$alg
         [[ -n ${!s} && -n ${!k} ]] || die "creating caller bench-${alg,,} gave no secret or kid: $created"
     done
+    # The audience, which introspects the tokens sent to it.
+    created=$(admin POST /v1/admin/callers '{"name": "svc-b",
+        "rate_limit": {"per_second": 1000000, "burst": 1000000}}')
+    SECRET_SVCB=$(json client_secret <<<"$created")
+}
+
+# introspect DB: POST /oauth2/introspect by svc-b of one ES256 token for it,
+# on the server that just measured issuance: the ratio is this rate over
+# ES256 issuance.
+introspect() {
+    local db=$1 token
+    token=$(curl -ks -u "bench-es256:$SECRET_ES256" -H 'content-type: application/json' \
+        -d '{"audience": "svc-b", "lifetime": 600}' "$SERVER_URL/v1/tokens" | json token) \
+        || die "no token to introspect"
+    load "introspect-$db" asapd "$SERVER_URL/oauth2/introspect" BENCH_METHOD=POST \
+        BENCH_BODY="token=$token" BENCH_CONTENT_TYPE=application/x-www-form-urlencoded \
+        BENCH_AUTH="Basic $(printf '%s' "svc-b:$SECRET_SVCB" | base64 -w0)" BENCH_EXPECT='"active":true'
+    rss "introspect-$db"
 }
 
 # tokens DB: POST /v1/tokens for each algorithm, unless the endpoint is missing.
@@ -386,6 +405,7 @@ load keys-asapd-http asapd "$SERVER_URL/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
 rss keys-http
 load keys-nginx-http nginx "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
 tokens sqlite
+introspect sqlite
 stop_asapd
 
 # --- 3b. the same database over HTTPS (key endpoint only) --------------------------
@@ -407,6 +427,7 @@ if [[ -n $PG_URL_BASE ]]; then
     load healthz-postgres asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
     rss healthz-postgres
     tokens postgres
+    introspect postgres
     stop_asapd
 fi
 
