@@ -252,6 +252,15 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             text, ok = f"**{x:.2f}** of {c1:,.0f} (one-thread ceiling; no all-cores sign rate)", x >= target
         row(label, r, text, tgt)
         verdicts.append((f"{alg} issuance on {db_label}", text, ok))
+# Introspection against issuance, same server, same run: it verifies
+# instead of signing and does not wait for its audit commit.
+for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    i, t = wrk(f"introspect-{db}"), wrk(f"token-{db}-ES256")
+    if i is None:
+        continue
+    text, ok = ratio(i, t, 1.0)
+    row(f"`POST /oauth2/introspect` (ES256 token), {db_label}", i, f"{text} of ES256 issuance", "> 1")
+    verdicts.append((f"introspection faster than ES256 issuance on {db_label}", text, ok))
 add("")
 if ceilings:
     if have_all_cores:

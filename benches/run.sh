@@ -7,7 +7,8 @@
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
 #      (HTTP and HTTPS, and revalidated with If-None-Match), POST /v1/tokens
-#      ES256/RS256; peak RSS after each load; then two replicas on one
+#      ES256/RS256, POST /oauth2/introspect of an ES256 token (by its
+#      audience); peak RSS after each load; then two replicas on one
 #      PostgreSQL, with the fleet-wide rate limit and with per-replica limits
 #   4. benches/report.py: the table, printed and written to benches/RESULTS.md
 #
@@ -291,6 +292,24 @@ setup_callers() {
         local s=SECRET_$alg k=KID_$alg
         [[ -n ${!s} && -n ${!k} ]] || die "creating caller bench-${alg,,} gave no secret or kid: $created"
     done
+    # The audience, which introspects the tokens sent to it.
+    created=$(admin POST /v1/admin/callers '{"name": "svc-b",
+        "rate_limit": {"per_second": 1000000, "burst": 1000000}}')
+    SECRET_SVCB=$(json client_secret <<<"$created")
+}
+
+# introspect DB: POST /oauth2/introspect by svc-b of one ES256 token for it,
+# on the server that just measured issuance: the ratio is this rate over
+# ES256 issuance.
+introspect() {
+    local db=$1 token
+    token=$(curl -ks -u "bench-es256:$SECRET_ES256" -H 'content-type: application/json' \
+        -d '{"audience": "svc-b", "lifetime": 600}' "$SERVER_URL/v1/tokens" | json token) \
+        || die "no token to introspect"
+    load "introspect-$db" asapd "$SERVER_URL/oauth2/introspect" BENCH_METHOD=POST \
+        BENCH_BODY="token=$token" BENCH_CONTENT_TYPE=application/x-www-form-urlencoded \
+        BENCH_AUTH="Basic $(printf '%s' "svc-b:$SECRET_SVCB" | base64 -w0)" BENCH_EXPECT='"active":true'
+    rss "introspect-$db"
 }
 
 # tokens DB: POST /v1/tokens for each algorithm, unless the endpoint is missing.
@@ -392,6 +411,7 @@ ETAG=$(curl -sfI "$SERVER_URL/v1/keys/$KID" | awk 'tolower($1) == "etag:" {print
 [[ -n $ETAG ]] || die "GET /v1/keys/$KID has no ETag"
 load keys-asapd-inm asapd "$SERVER_URL/v1/keys/$KID" BENCH_HEADER="If-None-Match: $ETAG" BENCH_STATUS=304
 tokens sqlite
+introspect sqlite
 stop_asapd
 
 # --- 3b. the same database over HTTPS (key endpoint only) --------------------------
@@ -413,6 +433,7 @@ if [[ -n $PG_URL_BASE ]]; then
     load healthz-postgres asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
     rss healthz-postgres
     tokens postgres
+    introspect postgres
     stop_asapd
 fi
 

@@ -16,6 +16,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod mirror;
 pub mod ratelimit;
+pub mod revoked;
 pub mod service;
 pub mod startup;
 pub mod state;

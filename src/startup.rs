@@ -22,6 +22,7 @@ use crate::jobs::{self, Jobs};
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::revoked::RevokedTokens;
 use crate::service::bootstrap::{self, AdminCredentials};
 use crate::service::tokens::SigningPool;
 use crate::state::AppState;
@@ -62,6 +63,11 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .reload(&store)
         .await
         .context("loading the key ring")?;
+    let revoked = Arc::new(RevokedTokens::default());
+    revoked
+        .reload(&store, clock.now())
+        .await
+        .context("loading the revoked token ids")?;
     let metrics = Arc::new(Metrics::new());
     let (audit, _writer) = Auditor::start_with_clock(
         store.clone(),
@@ -81,6 +87,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         metrics,
         callers: CallerCache::new(cache_ttl),
         signing: SigningPool::new(),
+        revoked,
     })
 }
 

@@ -10,6 +10,7 @@ use crate::fleet_limits::FleetLimits;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::revoked::RevokedTokens;
 use crate::service::tokens::policy::Policy;
 use crate::service::tokens::SigningPool;
 use crate::store::secrets::Credentials;
@@ -30,4 +31,6 @@ pub struct AppState {
     pub fleet_limits: FleetLimits,
     /// Bounds concurrent RSA signatures (two per core).
     pub signing: SigningPool,
+    /// Revoked jtis of unexpired tokens, kept current like the key ring.
+    pub revoked: Arc<RevokedTokens>,
 }

@@ -4,6 +4,7 @@
 -- Environment (read by each wrk thread):
 --   BENCH_METHOD  GET (default) or POST
 --   BENCH_BODY    request body (POST)
+--   BENCH_CONTENT_TYPE  its type (default application/json)
 --   BENCH_AUTH    value of the Authorization header, if any
 --   BENCH_EXPECT  a substring every 200 body must contain (plain match)
 --   BENCH_HEADER  one more request header, "Name: value" (e.g. If-None-Match)
@@ -31,7 +32,7 @@ end
 wrk.method = method
 if body and body ~= "" then
   wrk.body = body
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
 end
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = auth

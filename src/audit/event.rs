@@ -71,6 +71,11 @@ impl fmt::Display for Outcome {
 pub mod action {
     pub const TOKEN_ISSUED: &str = "token.issued";
     pub const TOKEN_DENIED: &str = "token.denied";
+    /// An RFC 7662 introspection: the jti (when the token verified) and
+    /// whether it was active, never the token.
+    pub const TOKEN_INTROSPECTED: &str = "token.introspected";
+    /// A jti revoked (RFC 7009 or the admin API); target `jti:<jti>`.
+    pub const TOKEN_REVOKED: &str = "token.revoked";
     pub const AUTH_FAILED: &str = "auth.failed";
     pub const CALLER_CREATED: &str = "caller.created";
     pub const CALLER_UPDATED: &str = "caller.updated";
@@ -98,6 +103,8 @@ pub mod action {
     pub const ALL: &[&str] = &[
         TOKEN_ISSUED,
         TOKEN_DENIED,
+        TOKEN_INTROSPECTED,
+        TOKEN_REVOKED,
         AUTH_FAILED,
         CALLER_CREATED,
         CALLER_UPDATED,

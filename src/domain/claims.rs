@@ -10,6 +10,11 @@ use super::denial::{Denial, Rule};
 /// `claims` (`sub` goes through `subject`, which needs a grant's permission).
 pub const RESERVED: [&str; 7] = ["iss", "sub", "aud", "jti", "iat", "nbf", "exp"];
 
+/// Clock skew tolerated between replicas when a token asapd issued is
+/// checked, in seconds: it stays valid this long past its `exp`, so a
+/// revoked jti is kept as long.
+pub const LEEWAY_SECS: i64 = 5;
+
 /// Longest `subject`, like an audience.
 const MAX_SUBJECT_LEN: usize = 255;
 

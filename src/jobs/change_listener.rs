@@ -1,7 +1,8 @@
 //! Applies the fleet's changes as they commit (PostgreSQL only): every
-//! committed change to callers, secrets, groups, keys or settings arrives
-//! as a notification, and this replica reloads its key ring or drops its
-//! caller cache at once, instead of at the next periodic refresh.
+//! committed change to callers, secrets, groups, keys, settings or revoked
+//! jtis arrives as a notification, and this replica reloads its key ring,
+//! drops its caller cache or reloads its revoked-jti set at once, instead
+//! of at the next periodic refresh.
 //!
 //! Notifications sent while the connection is down are lost, so each
 //! (re)connection starts with a full reload. The periodic key refresh and
@@ -48,7 +49,7 @@ pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
             tracing::info!("change listener reconnected; reloading everything it may have missed");
         }
         // Whatever changed before LISTEN took effect was not heard.
-        refresh(state, true, true).await;
+        refresh(state, Refresh::EVERYTHING).await;
         loop {
             let heard = tokio::select! {
                 heard = listener.next() => heard,
@@ -82,8 +83,7 @@ pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
 /// Brings this replica's in-memory state up to date with `changes`.
 pub async fn apply(state: &AppState, changes: &[String]) {
     let kind = |c: &String| c.split(':').next().unwrap_or_default().to_owned();
-    let mut reload_keys = false;
-    let mut drop_callers = false;
+    let mut what = Refresh::default();
     for change in changes {
         let kind = kind(change);
         state
@@ -93,17 +93,42 @@ pub async fn apply(state: &AppState, changes: &[String]) {
             .inc();
         // A deleted caller takes its keys along; a key change moves a
         // caller's signer.
-        reload_keys |= matches!(kind.as_str(), "key" | "caller");
-        drop_callers |= matches!(kind.as_str(), "caller" | "secret" | "group");
+        what.keys |= matches!(kind.as_str(), "key" | "caller");
+        what.callers |= matches!(kind.as_str(), "caller" | "secret" | "group");
+        what.revoked |= kind == "token";
     }
-    refresh(state, reload_keys, drop_callers).await;
+    refresh(state, what).await;
 }
 
-async fn refresh(state: &AppState, reload_keys: bool, drop_callers: bool) {
-    if drop_callers {
+/// What a batch of changes makes this replica reload.
+#[derive(Default, Clone, Copy)]
+struct Refresh {
+    keys: bool,
+    callers: bool,
+    revoked: bool,
+}
+
+impl Refresh {
+    const EVERYTHING: Refresh = Refresh {
+        keys: true,
+        callers: true,
+        revoked: true,
+    };
+}
+
+async fn refresh(state: &AppState, what: Refresh) {
+    if what.callers {
         state.callers.invalidate();
     }
-    if reload_keys {
+    if what.revoked {
+        if let Err(e) = state.revoked.reload(&state.store, state.clock.now()).await {
+            tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(e)),
+                "reloading revoked jtis after a change failed; the periodic pass retries"
+            );
+        }
+    }
+    if what.keys {
         if let Err(e) = state.keyring.reload(&state.store).await {
             tracing::warn!(
                 error = format!("{e:#}"),

@@ -5,6 +5,7 @@ pub mod audit_prune;
 pub mod change_listener;
 pub mod key_refresh;
 pub mod key_rotation;
+pub mod revoked_tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,17 @@ pub fn spawn(state: Arc<AppState>) -> Jobs {
         move || {
             let state = s.clone();
             async move { key_rotation::run_once(&state).await.map(|_| ()) }
+        },
+    ));
+    let every = Duration::from_secs(state.settings.keys.refresh_interval_secs);
+    let s = state.clone();
+    tasks.spawn(every_interval(
+        "revoked_tokens",
+        every,
+        stopped.clone(),
+        move || {
+            let state = s.clone();
+            async move { revoked_tokens::run_once(&state).await.map(|_| ()) }
         },
     ));
     let every = Duration::from_secs(state.settings.audit.prune_interval_secs);

@@ -7,10 +7,13 @@ pub mod bearer;
 pub mod bootstrap;
 pub mod callers;
 pub mod groups;
+pub mod introspection;
 pub mod keys;
 pub mod rekey;
+pub mod revocation;
 pub mod rotation;
 pub mod secrets;
+pub mod token_check;
 pub mod tokens;
 
 /// Validated names and patterns as the strings the store keeps.

@@ -9,6 +9,7 @@ pub mod groups;
 pub mod keys;
 pub mod meta;
 pub mod rate_buckets;
+pub mod revoked_tokens;
 pub mod secrets;
 
 use std::str::FromStr;

@@ -18,6 +18,7 @@ mod groups;
 mod helpers;
 mod http_layer;
 mod import_kid;
+mod introspection;
 mod keys;
 mod metrics;
 mod mirror;

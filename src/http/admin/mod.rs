@@ -5,6 +5,7 @@ pub mod callers;
 pub mod groups;
 pub mod keys;
 pub mod secrets;
+pub mod tokens;
 
 use serde::{Deserialize, Deserializer};
 

@@ -63,6 +63,29 @@ impl OAuth2Error {
     }
 }
 
+/// The refusals shared by the OAuth2 endpoints that authenticate a caller
+/// for something other than a token (introspection, revocation).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documents the responses for the OpenAPI document only
+pub enum CallerRefusals {
+    #[response(status = 401, description = "invalid_client",
+        headers(("WWW-Authenticate" = String, description = "Basic challenge")))]
+    InvalidClient(OAuth2Error),
+    #[response(status = 429, description = "temporarily_unavailable; see Retry-After",
+        headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))]
+    RateLimited(OAuth2Error),
+    #[response(
+        status = 503,
+        description = "temporarily_unavailable: nothing was done"
+    )]
+    Unavailable(OAuth2Error),
+}
+
+/// The answer of a handler: the response, or its RFC 6749 §5.2 error.
+pub(super) fn answer(result: Result<HttpResponse, OAuth2Error>) -> HttpResponse {
+    result.unwrap_or_else(|e| e.response())
+}
+
 /// RFC 6749 §5.2 allows only printable ASCII without `"` and `\`.
 fn description_chars(text: &str) -> String {
     text.chars()
@@ -115,6 +138,12 @@ impl From<IssueError> for OAuth2Error {
         let mut out = OAuth2Error::new(error, status, description);
         out.retry_after = retry_after.map(retry_after_secs);
         out
+    }
+}
+
+impl From<ApiError> for OAuth2Error {
+    fn from(e: ApiError) -> Self {
+        from_api_error(&e)
     }
 }
 

@@ -16,6 +16,10 @@ pub(super) struct Form {
     scope: Option<String>,
     audience: Vec<String>,
     resource: Vec<String>,
+    /// Introspection (RFC 7662 §2.1) and revocation (RFC 7009 §2.1).
+    pub(super) token: Option<String>,
+    /// Only a hint: asapd has one kind of token and ignores it.
+    token_type_hint: Option<String>,
 }
 
 impl Form {
@@ -27,6 +31,8 @@ impl Form {
                 "client_id" => &mut form.client_id,
                 "client_secret" => &mut form.client_secret,
                 "scope" => &mut form.scope,
+                "token" => &mut form.token,
+                "token_type_hint" => &mut form.token_type_hint,
                 "audience" => {
                     form.audience.push(value.into_owned());
                     continue;
@@ -45,6 +51,16 @@ impl Form {
             *slot = Some(value.into_owned());
         }
         Ok(form)
+    }
+
+    /// The `token` of an introspection or revocation request.
+    pub(super) fn take_token(&mut self) -> Result<String, OAuth2Error> {
+        match self.token.take() {
+            Some(token) if !token.is_empty() => Ok(token),
+            _ => Err(OAuth2Error::invalid_request(
+                "token is required: the token to introspect or revoke",
+            )),
+        }
     }
 
     /// The grant, scope and audience checks, run after authentication.

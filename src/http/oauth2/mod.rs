@@ -5,6 +5,8 @@
 
 mod error;
 mod form;
+mod introspect;
+mod revoke;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
@@ -15,9 +17,14 @@ use utoipa::ToSchema;
 pub use self::error::OAuth2Error;
 use self::error::{no_store, pragma};
 use self::form::{form_decode, Form};
+pub use self::introspect::{oauth2_introspect, IntrospectionResponse};
+pub use self::revoke::oauth2_revoke;
+use crate::audit::Origin;
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::json::read_body;
+use crate::service::auth::Principal;
+use crate::service::introspection;
 use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError};
 use crate::state::AppState;
 
@@ -149,12 +156,13 @@ pub async fn oauth2_token(
     }
 }
 
-async fn grant(
+/// The form of any OAuth2 endpoint, and the client credentials it or the
+/// `Authorization` header carries.
+async fn read_form(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    meta: RequestMeta,
-) -> Result<HttpResponse, OAuth2Error> {
+) -> Result<(Form, Option<ClientCredentials>), OAuth2Error> {
     if !is_form(req) {
         return Err(OAuth2Error::invalid_request(
             "send the request as application/x-www-form-urlencoded",
@@ -166,6 +174,34 @@ async fn grant(
         .map_err(|e| OAuth2Error::invalid_request(e.to_string()))?;
     let mut form = Form::parse(&body)?;
     let credentials = client_credentials(req, &mut form)?;
+    Ok((form, credentials))
+}
+
+/// An introspection or revocation request: the caller, admitted as
+/// `endpoint` (authenticated, enabled, within its rate limit), the origin
+/// attributed to it, and the token it presents.
+async fn presented_token(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    meta: RequestMeta,
+    endpoint: Endpoint,
+) -> Result<(Principal, Origin, String), OAuth2Error> {
+    let (mut form, credentials) = read_form(req, payload, state).await?;
+    let origin = meta.origin("anonymous");
+    let caller = introspection::admit(state, &origin, endpoint, credentials).await?;
+    let token = form.take_token()?;
+    let origin = origin.as_actor(&caller.name);
+    Ok((caller, origin, token))
+}
+
+async fn grant(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    meta: RequestMeta,
+) -> Result<HttpResponse, OAuth2Error> {
+    let (form, credentials) = read_form(req, payload, state).await?;
     let request = async move { form.into_request().map_err(IssueError::denied) };
     let issued = tokens::issue(
         state,

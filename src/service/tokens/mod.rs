@@ -41,6 +41,8 @@ pub use sign::SigningPool;
 pub enum Endpoint {
     Tokens,
     OAuth2,
+    Introspect,
+    Revoke,
 }
 
 impl Endpoint {
@@ -48,6 +50,8 @@ impl Endpoint {
         match self {
             Endpoint::Tokens => "/v1/tokens",
             Endpoint::OAuth2 => "/oauth2/token",
+            Endpoint::Introspect => "/oauth2/introspect",
+            Endpoint::Revoke => "/oauth2/revoke",
         }
     }
 }
@@ -144,21 +148,8 @@ where
     }
 
     // Step 4.
-    if let Err(wait) = take_allowance(state, &caller.principal.name, policy.rate_limit).await? {
-        state
-            .metrics
-            .rate_limited
-            .with_label_values(&["caller"])
-            .inc();
-        let denial = Denial::new(
-            Rule::RateLimited,
-            format!(
-                "caller {} exceeded its token rate limit; retry after {} s",
-                caller.principal.name,
-                retry_after_secs(wait)
-            ),
-        );
-        return Err(denied.deny_after(denial, Some(wait)).await);
+    if let Err(refused) = allowance(state, &caller.principal.name, policy.rate_limit).await {
+        return Err(denied.record(refused).await);
     }
 
     let request = match request.await {
@@ -175,7 +166,7 @@ where
 }
 
 /// Step 1: the failed-auth limit per source IP, then the secret.
-async fn authenticate(
+pub(crate) async fn authenticate(
     state: &AppState,
     origin: &Origin,
     endpoint: Endpoint,
@@ -291,6 +282,33 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
+}
+
+/// Step 4 as a refusal: one request from the caller's rate limit, or
+/// `rate_limited` with how long to wait.
+pub(crate) async fn allowance(
+    state: &AppState,
+    caller: &str,
+    own: Option<RateLimit>,
+) -> Result<(), IssueError> {
+    let Err(wait) = take_allowance(state, caller, own).await? else {
+        return Ok(());
+    };
+    state
+        .metrics
+        .rate_limited
+        .with_label_values(&["caller"])
+        .inc();
+    Err(IssueError::Denied {
+        denial: Denial::new(
+            Rule::RateLimited,
+            format!(
+                "caller {caller} exceeded its token rate limit; retry after {} s",
+                retry_after_secs(wait)
+            ),
+        ),
+        retry_after: Some(wait),
+    })
 }
 
 /// Takes one request from the caller's rate limit: the fleet's on

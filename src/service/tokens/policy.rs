@@ -19,7 +19,7 @@ pub struct Policy {
     pub grants: Vec<Grant>,
 }
 
-pub(super) async fn load_policy(state: &AppState, caller: &str) -> Result<Arc<Policy>, IssueError> {
+pub(crate) async fn load_policy(state: &AppState, caller: &str) -> Result<Arc<Policy>, IssueError> {
     if let Some(policy) = state.callers.policy(caller) {
         return Ok(policy);
     }

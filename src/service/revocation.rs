@@ -1,0 +1,193 @@
+//! Token revocation (RFC 7009, DESIGN §9): by the caller a token was
+//! issued to, or by an admin for any jti. A revoked jti is stored until
+//! the token's `exp` (plus the leeway checks allow), committed with its
+//! `token.revoked` record, which also tells every replica (`token:<jti>`).
+
+use serde_json::json;
+
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
+use crate::clock::rfc3339;
+use crate::domain::claims::LEEWAY_SECS;
+use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
+use crate::error::{ApiError, ApiResult};
+use crate::service::auth::Principal;
+use crate::service::token_check;
+use crate::state::AppState;
+use crate::store::{revoked_tokens, StoreError};
+use crate::telemetry::Chain;
+
+/// The longest jti asapd accepts to revoke (its own are 24 characters).
+const MAX_JTI_LEN: usize = 255;
+
+/// What `POST /oauth2/revoke` did with a presented token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// Its jti is revoked now.
+    Revoked,
+    /// Not a token asapd would accept (unknown, invalid, expired, already
+    /// revoked): there is nothing to revoke, and RFC 7009 §2.2 answers 200.
+    NotActive,
+    /// A valid token of another caller: left alone, and refused.
+    NotItsCaller,
+}
+
+/// RFC 7009 §2.1: the token's own caller (its `iss`) may revoke it; so may
+/// an admin, who may revoke any jti anyway.
+pub async fn revoke_presented(
+    state: &AppState,
+    origin: &Origin,
+    caller: &Principal,
+    token: &str,
+) -> ApiResult<Presented> {
+    let Ok(checked) = token_check::check(state, token).await else {
+        return Ok(Presented::NotActive);
+    };
+    let claims = checked.claims;
+    let detail = json!({
+        "endpoint": "/oauth2/revoke",
+        "issuer": claims.iss,
+        "kid": checked.kid,
+        "expires_at": rfc3339(claims.exp),
+    });
+    let event = AuditEvent::new(
+        origin,
+        state.clock.now_ms(),
+        action::TOKEN_REVOKED,
+        Outcome::Success,
+    )
+    .target(format!("jti:{}", claims.jti));
+    if claims.iss != caller.name && !caller.is_admin() {
+        let refused = AuditEvent {
+            outcome: Outcome::Denied,
+            ..event
+        }
+        .detail(detail);
+        // The refusal stands whether or not its record is written.
+        if let Err(e) = state.audit.record(refused).await {
+            tracing::warn!(error = %Chain(&e), "a refused token.revoked could not be audited");
+        }
+        return Ok(Presented::NotItsCaller);
+    }
+    store(state, event.detail(detail), &claims.jti, claims.exp).await?;
+    Ok(Presented::Revoked)
+}
+
+/// Where the kept expiry of an admin revocation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpirySource {
+    /// The request's `expires_at`.
+    Request,
+    /// The `token.issued` audit record of the jti.
+    Audit,
+    /// Neither: kept as long as any token can live.
+    MaxLifetime,
+}
+
+impl ExpirySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirySource::Request => "request",
+            ExpirySource::Audit => "audit",
+            ExpirySource::MaxLifetime => "max_lifetime",
+        }
+    }
+}
+
+/// An admin revocation of `jti`, with the token's `exp` if the admin knows
+/// it. Returns the `exp` the jti is kept until, and where it came from.
+pub async fn revoke_jti(
+    state: &AppState,
+    origin: &Origin,
+    jti: &str,
+    expires_at: Option<i64>,
+) -> ApiResult<(i64, ExpirySource)> {
+    check_jti(jti)?;
+    let now = state.clock.now();
+    // No token asapd issued lives past this: keeping a jti longer is moot.
+    let latest = now + i64::from(MAX_TOKEN_LIFETIME_SECS) + LEEWAY_SECS;
+    let (exp, source) = match expires_at {
+        Some(exp) => (exp.min(latest), ExpirySource::Request),
+        None => match issued_expiry(state, jti, now).await? {
+            Some(exp) => (exp, ExpirySource::Audit),
+            None => (
+                now + i64::from(MAX_TOKEN_LIFETIME_SECS),
+                ExpirySource::MaxLifetime,
+            ),
+        },
+    };
+    let event = AuditEvent::new(
+        origin,
+        state.clock.now_ms(),
+        action::TOKEN_REVOKED,
+        Outcome::Success,
+    )
+    .target(format!("jti:{jti}"))
+    .detail(json!({
+        "endpoint": "/v1/admin/tokens/revoke",
+        "expires_at": rfc3339(exp),
+        "expiry_from": source.as_str(),
+    }));
+    store(state, event, jti, exp).await?;
+    Ok((exp, source))
+}
+
+fn check_jti(jti: &str) -> ApiResult<()> {
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(ApiError::bad_field(
+            "jti",
+            format!("must be 1 to {MAX_JTI_LEN} characters"),
+        ));
+    }
+    if !jti.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_field(
+            "jti",
+            "must be printable ASCII without spaces, as asapd's jtis are",
+        ));
+    }
+    Ok(())
+}
+
+/// The `exp` of the token with `jti`, from its `token.issued` record. Only
+/// records of the last hour are looked at: older tokens have expired.
+async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ApiResult<Option<i64>> {
+    let since = now - i64::from(MAX_TOKEN_LIFETIME_SECS) - LEEWAY_SECS;
+    let details = {
+        let mut conn = state.store.acquire().await?;
+        revoked_tokens::issued_details(&mut conn, jti, since * 1000).await?
+    };
+    Ok(details.iter().find_map(|text| {
+        let detail: serde_json::Value = serde_json::from_str(text).ok()?;
+        if detail["jti"].as_str() != Some(jti) {
+            return None;
+        }
+        let at = detail["expires_at"].as_str()?;
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    }))
+}
+
+/// Stores the revocation with its record in one transaction, then puts the
+/// jti in this replica's set at once (the others hear `token:<jti>`).
+async fn store(state: &AppState, event: AuditEvent, jti: &str, exp: i64) -> ApiResult<()> {
+    let mut tx = state.store.begin().await?;
+    revoked_tokens::insert(&mut tx, jti, exp).await?;
+    audit::record_in(&mut tx, event).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    state.revoked.insert(jti, exp);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jtis_are_printable_ascii_of_bounded_length() {
+        assert!(check_jti("kJ3-x_Q9aaaaaaaaaaaaaaaa").is_ok());
+        assert!(check_jti("").is_err());
+        assert!(check_jti("a b").is_err());
+        assert!(check_jti("é").is_err());
+        assert!(check_jti(&"x".repeat(256)).is_err());
+    }
+}

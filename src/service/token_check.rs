@@ -1,0 +1,208 @@
+//! The one check of a token asapd issued: admin Bearer authentication and
+//! introspection both use it. It reads the key ring and the in-memory
+//! revoked-jti set only; the database is read only for a kid the ring does
+//! not hold yet (rate limited, see `KeyRing::find_unloaded`).
+//!
+//! The algorithm comes from the stored key, never from the token header,
+//! so a token cannot choose how it is checked. Times are checked against
+//! asapd's clock, not by jsonwebtoken against the system's, so every check
+//! follows the same (injectable) time.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{decode, decode_header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
+use crate::domain::key::KeyState;
+use crate::keyring::PublishedKey;
+use crate::state::AppState;
+
+pub use crate::domain::claims::LEEWAY_SECS;
+
+/// `aud`: one audience as a string, several as a list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Aud {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Aud {
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Aud::One(a) => a == name,
+            Aud::Many(all) => all.iter().any(|a| a == name),
+        }
+    }
+}
+
+/// The claims of a token that passed every check.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: Option<String>,
+    pub aud: Aud,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: Option<i64>,
+    pub jti: String,
+    /// Atlassian Connect's request binding, when the token carries one.
+    pub qsh: Option<String>,
+}
+
+/// A token asapd issued, valid now.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub kid: String,
+    pub claims: Claims,
+}
+
+/// Why a token was refused: for logs and audit records, never for the
+/// client of an introspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    /// The token's jti, once its signature has been verified: a refused
+    /// token that asapd did sign (expired, revoked) can still be named.
+    pub jti: Option<String>,
+}
+
+fn rejected(reason: &'static str) -> Rejection {
+    Rejection { reason, jti: None }
+}
+
+/// The header's kid, when it is a well-formed signed JWT: lets callers
+/// name the token in records without trusting anything else in it.
+pub fn kid_of(token: &str) -> Option<String> {
+    decode_header(token).ok()?.kid
+}
+
+/// Checks signature, key, ASAP rules, times and revocation.
+pub async fn check(state: &AppState, token: &str) -> Result<Checked, Rejection> {
+    let header = decode_header(token).map_err(|_| rejected("not a signed JWT"))?;
+    let kid = header.kid.ok_or(rejected("no kid in its header"))?;
+    let key = published(state, &kid)
+        .await
+        .ok_or(rejected("its kid is not a key published by this asapd"))?;
+    // Only keys that have signed can have signed this; revoked and expired
+    // keys are no longer published at all.
+    if !matches!(key.state, KeyState::Active | KeyState::Retired) {
+        return Err(rejected("its key has never signed tokens"));
+    }
+    let mut validation = Validation::new(key.algorithm.to_jwt());
+    validation.set_issuer(&[&key.caller]);
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let claims = decode::<Claims>(token, &key.verifier, &validation)
+        .map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            rejected(match e.kind() {
+                K::InvalidIssuer => "its issuer does not own its kid",
+                K::InvalidAlgorithm => "its alg is not its key's algorithm",
+                K::InvalidSignature => "bad signature",
+                K::MissingRequiredClaim(_) => "iss, aud, iat or exp is missing",
+                K::Json(_) => "iss, aud, iat, exp or jti is missing or malformed",
+                _ => "malformed",
+            })
+        })?
+        .claims;
+    let signed = |reason| Rejection {
+        reason,
+        jti: Some(claims.jti.clone()),
+    };
+    asap_rules(&kid, &claims, state.clock.now()).map_err(signed)?;
+    if state.revoked.contains(&claims.jti) {
+        return Err(signed("its jti is revoked"));
+    }
+    Ok(Checked { kid, claims })
+}
+
+/// The key for `kid`: from the ring, or, for a key another replica has
+/// just published, from the database.
+async fn published(state: &AppState, kid: &str) -> Option<Arc<PublishedKey>> {
+    if let Some(key) = state.keyring.snapshot().published.get(kid) {
+        return Some(key.clone());
+    }
+    match state.keyring.find_unloaded(&state.store, kid).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                kid,
+                "looking up an unloaded kid failed"
+            );
+            None
+        }
+    }
+}
+
+/// ASAP: the kid belongs to the issuer; the token is valid now, was not
+/// issued in the future and lives at most an hour.
+fn asap_rules(kid: &str, claims: &Claims, now: i64) -> Result<(), &'static str> {
+    if !kid.starts_with(&format!("{}/", claims.iss)) {
+        return Err("its kid does not start with its issuer");
+    }
+    if claims.jti.is_empty() {
+        return Err("its jti is empty");
+    }
+    if claims.exp <= now - LEEWAY_SECS {
+        return Err("expired");
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+        return Err("not valid yet (nbf)");
+    }
+    if claims.iat > now + LEEWAY_SECS {
+        return Err("issued in the future");
+    }
+    if claims.exp - claims.iat > i64::from(MAX_TOKEN_LIFETIME_SECS) {
+        return Err("it lives longer than an hour");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(iat: i64, exp: i64, nbf: Option<i64>) -> Claims {
+        Claims {
+            iss: "svc-a".into(),
+            sub: None,
+            aud: Aud::One("svc-b".into()),
+            exp,
+            iat,
+            nbf,
+            jti: "j".into(),
+            qsh: None,
+        }
+    }
+
+    #[test]
+    fn asap_time_rules_with_leeway() {
+        let ok = |c: &Claims, now| asap_rules("svc-a/k1", c, now);
+        assert!(ok(&claims(100, 160, None), 164).is_ok());
+        assert_eq!(ok(&claims(100, 160, None), 165), Err("expired"));
+        assert!(ok(&claims(100, 160, Some(150)), 145).is_ok());
+        assert_eq!(
+            ok(&claims(100, 160, Some(150)), 144),
+            Err("not valid yet (nbf)")
+        );
+        assert_eq!(
+            ok(&claims(200, 260, None), 194),
+            Err("issued in the future")
+        );
+        assert!(ok(&claims(0, 3601, None), 10).is_err());
+        assert!(asap_rules("svc-ab/k1", &claims(100, 160, None), 120).is_err());
+    }
+
+    #[test]
+    fn aud_is_a_string_or_a_list() {
+        let one: Aud = serde_json::from_str(r#""svc-b""#).unwrap();
+        let many: Aud = serde_json::from_str(r#"["svc-b","svc-c"]"#).unwrap();
+        assert!(one.contains("svc-b") && !one.contains("svc-c"));
+        assert!(many.contains("svc-c") && !many.contains("svc-a"));
+    }
+}

@@ -1,0 +1,66 @@
+//! The `revoked_tokens` table, and the `token.issued` audit lookup that
+//! tells how long a revoked jti must be kept.
+
+use super::{Conn, StoreResult};
+
+/// Stores a revoked jti until `expires_at` (Unix seconds). Revoking it
+/// again keeps the later of the two expiries: a revocation never shortens.
+pub async fn insert(conn: &mut Conn, jti: &str, expires_at: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO UPDATE SET expires_at = CASE \
+           WHEN excluded.expires_at > revoked_tokens.expires_at THEN excluded.expires_at \
+           ELSE revoked_tokens.expires_at END",
+    )
+    .bind(jti)
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every revoked jti whose `exp` is `keep_from` or later, with its `exp`.
+pub async fn list_live(conn: &mut Conn, keep_from: i64) -> StoreResult<Vec<(String, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1")
+            .bind(keep_from)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Deletes the jtis whose `exp` is before `keep_from`; returns how many.
+pub async fn prune(conn: &mut Conn, keep_from: i64) -> StoreResult<u64> {
+    let done = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+        .bind(keep_from)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM revoked_tokens")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// The `detail` of `token.issued` records since `since_ms` that may name
+/// `jti`: the caller parses them and compares exactly. Bounded by time (a
+/// token issued earlier has expired) so it walks the `at_ms` index, not
+/// the whole log.
+pub async fn issued_details(conn: &mut Conn, jti: &str, since_ms: i64) -> StoreResult<Vec<String>> {
+    // The detail is compact JSON: the jti appears as `"jti":<json string>`.
+    let quoted = serde_json::to_string(jti).expect("a string serialises");
+    let escaped = quoted
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    Ok(sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE at_ms >= $1 AND action = 'token.issued' \
+         AND detail LIKE $2 ESCAPE '\\' ORDER BY id DESC LIMIT 10",
+    )
+    .bind(since_ms)
+    .bind(format!("%\"jti\":{escaped}%"))
+    .fetch_all(conn)
+    .await?)
+}

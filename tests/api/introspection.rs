@@ -1,0 +1,570 @@
+//! `POST /oauth2/introspect` (RFC 7662), `POST /oauth2/revoke` (RFC 7009)
+//! and `POST /v1/admin/tokens/revoke`: every reason a token is inactive,
+//! who may revoke what, the revoked-jti set across replicas and its pruning.
+
+use asapd::clock::Clock;
+use asapd::crypto::KeyPair;
+use asapd::domain::algorithm::Algorithm;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, is_postgres, spawn_app_with_clock, spawn_replica, TestApp};
+use crate::replicas::eventually;
+use crate::token_support::{detail, now, Caller};
+
+const INACTIVE: &str = r#"{"active":false}"#;
+
+impl TestApp {
+    /// `POST path` with a form body, as `caller` (HTTP Basic).
+    async fn oauth2_form(&self, path: &str, caller: &Caller, body: &str) -> Response {
+        self.request(Method::POST, path)
+            .basic_auth(&caller.name, Some(&caller.secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Introspects `token` as `caller`, asserting 200 and `no-store`.
+    async fn introspect(&self, caller: &Caller, token: &str) -> Value {
+        let res = self
+            .oauth2_form("/oauth2/introspect", caller, &format!("token={token}"))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        res.json().await.unwrap()
+    }
+
+    /// Asserts that `caller` sees `token` as inactive, with nothing else said.
+    async fn assert_inactive(&self, caller: &Caller, token: &str, why: &str) {
+        let res = self
+            .oauth2_form("/oauth2/introspect", caller, &format!("token={token}"))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{why}");
+        assert_eq!(res.text().await.unwrap(), INACTIVE, "{why}");
+    }
+
+    async fn revoke(&self, caller: &Caller, token: &str) -> Response {
+        self.oauth2_form("/oauth2/revoke", caller, &format!("token={token}"))
+            .await
+    }
+
+    /// A token and its `/v1/tokens` response, asserting success.
+    async fn issued(&self, caller: &Caller, body: Value) -> Value {
+        let res = self.token_request(caller, body).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    /// Imports a fresh ES256 key for `caller` and activates it: the test
+    /// holds its private half, so it can sign what asapd never would.
+    async fn forger(&self, caller: &str) -> (String, EncodingKey) {
+        let key = KeyPair::generate(Algorithm::ES256).unwrap();
+        let res = self
+            .admin_json(
+                Method::POST,
+                &format!("/v1/admin/callers/{caller}/keys/import"),
+                json!({"private_key": STANDARD.encode(key.pkcs8_der()), "activate": true}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let kid = res.json::<Value>().await.unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (kid, EncodingKey::from_ec_der(key.pkcs8_der()))
+    }
+
+    async fn revoked_rows(&self) -> i64 {
+        let mut conn = self.state.store.acquire().await.unwrap();
+        asapd::store::revoked_tokens::count(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+fn signed(kid: &str, key: &EncodingKey, claims: Value) -> String {
+    let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    encode(&header, &claims, key).unwrap()
+}
+
+/// A 60-second token from svc-a for svc-b.
+async fn minute_token(app: &TestApp, a: &Caller) -> String {
+    let issued = app
+        .issued(a, json!({"audience": "svc-b", "lifetime": 60}))
+        .await;
+    issued["token"].as_str().unwrap().to_owned()
+}
+
+/// svc-a gets tokens for svc-b and svc-c; both exist as callers.
+async fn setup(clock: Clock) -> (TestApp, Caller, Caller, Caller) {
+    let app = spawn_app_with_clock(clock, |_| {}).await;
+    let a = app.caller_granted("svc-a", &["svc-b", "svc-c"]).await;
+    let b = app.caller("svc-b", json!({})).await;
+    let c = app.caller("svc-c", json!({})).await;
+    (app, a, b, c)
+}
+
+#[tokio::test]
+async fn an_audience_introspects_an_active_token() {
+    let (app, a, b, c) = setup(Clock::System).await;
+    let issued = app
+        .issued(&a, json!({"audience": ["svc-b", "svc-c"], "lifetime": 120}))
+        .await;
+    let token = issued["token"].as_str().unwrap();
+    let body = app.introspect(&b, token).await;
+    let iat = body["iat"].as_i64().unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "active": true, "iss": "svc-a", "sub": "svc-a", "aud": ["svc-b", "svc-c"],
+            "exp": iat + 120, "iat": iat, "jti": issued["jti"], "client_id": "svc-a",
+            "token_type": "Bearer", "kid": a.kid,
+        })
+    );
+    // Form credentials work as on /oauth2/token; the other audience sees it too.
+    let res = app
+        .request(Method::POST, "/oauth2/introspect")
+        .form(&[
+            ("token", token),
+            ("token_type_hint", "access_token"),
+            ("client_id", &c.name),
+            ("client_secret", &c.secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["active"], true);
+
+    let nbf = now() - 10;
+    let issued = app
+        .issued(&a, json!({"audience": "svc-b", "not_before": nbf}))
+        .await;
+    let body = app.introspect(&b, issued["token"].as_str().unwrap()).await;
+    assert_eq!(body["nbf"], nbf);
+    assert_eq!(body["aud"], "svc-b");
+
+    // A token bound to a request: introspection returns its qsh.
+    let bound = app
+        .issued(
+            &a,
+            json!({"audience": "svc-b", "request": {"method": "get", "url": "/reports?b=2&a=1"}}),
+        )
+        .await;
+    let body = app.introspect(&b, bound["token"].as_str().unwrap()).await;
+    let qsh = bound["qsh"].as_str().expect("the answer repeats the qsh");
+    assert_eq!(qsh.len(), 64);
+    assert_eq!(body["qsh"], qsh);
+
+    // Audited without awaiting: the jti and the result, never the token.
+    let jti = issued["jti"].as_str().unwrap().to_owned();
+    eventually("token.introspected is recorded", || async {
+        app.audit_rows("token.introspected")
+            .await
+            .iter()
+            .any(|r| r.target.as_deref() == Some(&format!("jti:{jti}")))
+    })
+    .await;
+    for row in app.audit_rows("token.introspected").await {
+        assert!(
+            ["svc-b", "svc-c"].contains(&row.actor.as_str()),
+            "{}",
+            row.actor
+        );
+        assert!(
+            !row.detail.contains("eyJ"),
+            "a token in the audit log: {}",
+            row.detail
+        );
+        assert_eq!(detail(&row)["active"], true);
+    }
+}
+
+#[tokio::test]
+async fn every_reason_for_inactive_answers_active_false_and_nothing_more() {
+    let clock = Clock::manual(now());
+    let (app, a, b, c) = setup(clock.clone()).await;
+    let good = minute_token(&app, &a).await;
+    assert_eq!(app.introspect(&b, &good).await["active"], true);
+
+    // A caller that is not among the token's audiences.
+    app.assert_inactive(&c, &good, "introspected by another service")
+        .await;
+    // Not a token at all; not issued here (a kid asapd does not know).
+    app.assert_inactive(&b, "not-a-jwt", "garbage").await;
+    let (header, rest) = good.split_once('.').unwrap();
+    let mut h: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    h["kid"] = json!("svc-a/not-here");
+    let unknown = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(h.to_string()));
+    app.assert_inactive(&b, &unknown, "unknown kid").await;
+    // A bad signature: the claims changed under it.
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["exp"] = json!(claims["exp"].as_i64().unwrap() + 3000);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        parts[2]
+    );
+    app.assert_inactive(&b, &tampered, "bad signature").await;
+
+    // Signed with a key asapd publishes, but breaking the ASAP rules.
+    let (kid, key) = app.forger("svc-a").await;
+    let t = clock.now();
+    let base = json!({"iss": "svc-a", "sub": "svc-a", "aud": "svc-b", "jti": "forged-1", "iat": t, "exp": t + 60});
+    let with = |changes: Value| {
+        let mut c = base.clone();
+        c.as_object_mut()
+            .unwrap()
+            .extend(changes.as_object().unwrap().clone());
+        c
+    };
+    assert_eq!(
+        app.introspect(&b, &signed(&kid, &key, base.clone())).await["active"],
+        true
+    );
+    for (why, claims) in [
+        ("issuer does not own the kid", with(json!({"iss": "svc-c"}))),
+        ("lives longer than an hour", with(json!({"exp": t + 3601}))),
+        (
+            "issued in the future",
+            with(json!({"iat": t + 60, "exp": t + 120})),
+        ),
+        ("no jti", {
+            let mut c = base.clone();
+            c.as_object_mut().unwrap().remove("jti");
+            c
+        }),
+    ] {
+        app.assert_inactive(&b, &signed(&kid, &key, claims), why)
+            .await;
+    }
+
+    // Not yet valid, then valid.
+    let later = app
+        .issued(
+            &a,
+            json!({"audience": "svc-b", "not_before": t + 30, "lifetime": 600}),
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.assert_inactive(&b, &later, "not valid yet").await;
+    clock.advance(30);
+    assert_eq!(app.introspect(&b, &later).await["active"], true);
+
+    // Expired (past the leeway too).
+    clock.advance(60 - 30 + 6);
+    app.assert_inactive(&b, &good, "expired").await;
+
+    // A retired key still vouches for its tokens; a revoked one does not.
+    let fresh = minute_token(&app, &a).await;
+    let rotated = app
+        .admin(Method::POST, "/v1/admin/callers/svc-a/keys/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    assert_eq!(
+        app.introspect(&b, &fresh).await["active"],
+        true,
+        "retired key"
+    );
+    let signer = jsonwebtoken::decode_header(&fresh).unwrap().kid.unwrap();
+    let res = app
+        .admin(Method::POST, &format!("/v1/admin/keys/{signer}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.assert_inactive(&b, &fresh, "revoked key").await;
+
+    // A revoked jti.
+    let other = minute_token(&app, &a).await;
+    assert_eq!(app.revoke(&a, &other).await.status(), StatusCode::OK);
+    app.assert_inactive(&b, &other, "revoked jti").await;
+}
+
+#[tokio::test]
+async fn introspection_authenticates_its_caller_and_is_rate_limited() {
+    let clock = Clock::manual(now());
+    let (app, a, b, _) = setup(clock.clone()).await;
+    let token = app.token(&a, "svc-b").await;
+    let res = app
+        .request(Method::POST, "/oauth2/introspect")
+        .form(&[("token", &token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    let wrong = Caller {
+        name: b.name.clone(),
+        secret: "wrong".into(),
+        kid: String::new(),
+    };
+    let res = app
+        .oauth2_form("/oauth2/introspect", &wrong, &format!("token={token}"))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .oauth2_form("/oauth2/introspect", &b, "token_type_hint=x")
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("token"));
+
+    // The caller's one allowance, as for issuing tokens.
+    let res = app
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/svc-b",
+            json!({"rate_limit": {"per_second": 1, "burst": 2}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(app.introspect(&b, &token).await["active"], true);
+    }
+    let res = app
+        .oauth2_form("/oauth2/introspect", &b, &format!("token={token}"))
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    clock.advance(1);
+    assert_eq!(app.introspect(&b, &token).await["active"], true);
+}
+
+#[tokio::test]
+async fn the_token_s_own_caller_revokes_it_and_nobody_else_but_an_admin() {
+    let (app, a, b, c) = setup(Clock::System).await;
+    let issued = app.issued(&a, json!({"audience": "svc-b"})).await;
+    let token = issued["token"].as_str().unwrap();
+    let jti = issued["jti"].as_str().unwrap();
+
+    // svc-b (its audience) and svc-c (a stranger) may not revoke it.
+    for caller in [&b, &c] {
+        let res = app.revoke(caller, token).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["error"],
+            "unauthorized_client"
+        );
+        assert_eq!(app.introspect(&b, token).await["active"], true);
+    }
+    let refused = app.audit_rows("token.revoked").await;
+    assert_eq!(refused.len(), 2);
+    assert!(refused
+        .iter()
+        .all(|r| r.outcome == "denied" && r.target.as_deref() == Some(&format!("jti:{jti}"))));
+
+    let res = app.revoke(&a, token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    app.assert_inactive(&b, token, "revoked by its caller")
+        .await;
+    let rows = app.audit_rows("token.revoked").await;
+    assert_eq!(
+        (rows[0].outcome.as_str(), rows[0].actor.as_str()),
+        ("success", "svc-a")
+    );
+    assert_eq!(app.revoked_rows().await, 1);
+    // RFC 7009 §2.2: 200 for what is not (or no longer) active.
+    assert_eq!(app.revoke(&a, token).await.status(), StatusCode::OK);
+    assert_eq!(app.revoke(&c, "not-a-jwt").await.status(), StatusCode::OK);
+
+    // An admin may revoke any caller's token here too.
+    let admin = Caller {
+        name: "admin".into(),
+        secret: app.admin_secret.clone(),
+        kid: String::new(),
+    };
+    let second = app.token(&a, "svc-b").await;
+    assert_eq!(app.revoke(&admin, &second).await.status(), StatusCode::OK);
+    app.assert_inactive(&b, &second, "revoked by an admin")
+        .await;
+}
+
+#[tokio::test]
+async fn an_admin_revokes_any_jti_kept_until_the_token_expires() {
+    let (app, a, b, _) = setup(Clock::System).await;
+    let issued = app
+        .issued(&a, json!({"audience": "svc-b", "lifetime": 300}))
+        .await;
+    let revoke = |body: Value| app.admin_json(Method::POST, "/v1/admin/tokens/revoke", body);
+    let res = revoke(json!({"jti": issued["jti"]})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    // The expiry comes from the token.issued record.
+    assert_eq!(body["expiry_from"], "audit");
+    assert_eq!(body["expires_at"], issued["expires_at"]);
+    app.assert_inactive(&b, issued["token"].as_str().unwrap(), "revoked by jti")
+        .await;
+    let row = &app.audit_rows("token.revoked").await[0];
+    assert_eq!(
+        (row.actor.as_str(), row.target.as_deref()),
+        (
+            "admin",
+            Some(format!("jti:{}", issued["jti"].as_str().unwrap()).as_str())
+        )
+    );
+
+    let body: Value = revoke(json!({"jti": "never-issued"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["expiry_from"], "max_lifetime");
+    let body: Value = revoke(json!({"jti": "given", "expires_at": "2099-01-01T00:00:00Z"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["expiry_from"], "request");
+    assert_ne!(
+        body["expires_at"], "2099-01-01T00:00:00Z",
+        "kept at most as long as a token lives"
+    );
+
+    let problem = assert_problem(
+        revoke(json!({"jti": "has space"})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(problem["field"], "jti");
+    let problem = assert_problem(
+        revoke(json!({"jti": "j", "expires_at": "tomorrow"})).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(problem["field"], "expires_at");
+    // Only admins.
+    let res = app
+        .request(Method::POST, "/v1/admin/tokens/revoke")
+        .basic_auth(&a.name, Some(&a.secret))
+        .json(&json!({"jti": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, StatusCode::FORBIDDEN).await;
+}
+
+#[tokio::test]
+async fn a_revoked_bearer_token_no_longer_opens_the_admin_api() {
+    let (app, ..) = setup(Clock::System).await;
+    let admin = Caller {
+        name: "admin".into(),
+        secret: app.admin_secret.clone(),
+        kid: String::new(),
+    };
+    let issued = app.issued(&admin, json!({"audience": "asapd"})).await;
+    let token = issued["token"].as_str().unwrap();
+    let get = || {
+        app.request(Method::GET, "/v1/admin/callers")
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.revoke(&admin, token).await.status(), StatusCode::OK);
+    let problem = assert_problem(get().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("revoked"),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_jtis_are_pruned_once_their_tokens_expire() {
+    let clock = Clock::manual(now());
+    let (app, a, b, _) = setup(clock.clone()).await;
+    let token = app
+        .issued(&a, json!({"audience": "svc-b", "lifetime": 60}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(app.revoke(&a, &token).await.status(), StatusCode::OK);
+    let prune = || asapd::jobs::revoked_tokens::run_once(&app.state);
+    clock.advance(60);
+    // Within the leeway the token would still pass: its jti stays.
+    assert_eq!(prune().await.unwrap(), Some(0));
+    assert_eq!((app.revoked_rows().await, app.state.revoked.len()), (1, 1));
+    app.assert_inactive(&b, &token, "revoked, within the leeway")
+        .await;
+    clock.advance(6);
+    assert_eq!(prune().await.unwrap(), Some(1));
+    assert_eq!((app.revoked_rows().await, app.state.revoked.len()), (0, 0));
+    app.assert_inactive(&b, &token, "expired").await;
+}
+
+/// PostgreSQL: a revocation committed through one replica makes the token
+/// inactive on the other through its change notification (the periodic
+/// pass is an hour away).
+#[tokio::test]
+async fn a_revocation_on_one_replica_is_seen_by_the_other() {
+    if !is_postgres() {
+        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
+        return;
+    }
+    let one_hour = |s: &mut asapd::config::Settings| s.keys.refresh_interval_secs = 3600;
+    let app = spawn_app_with_clock(Clock::System, one_hour).await;
+    let replica = spawn_replica(&app, one_hour).await;
+    let a = app.caller_granted("svc-a", &["svc-b"]).await;
+    let b = app.caller("svc-b", json!({})).await;
+    let first = app.issued(&a, json!({"audience": "svc-b"})).await;
+    let second = app.issued(&a, json!({"audience": "svc-b"})).await;
+    eventually("the replica sees the token active", || async {
+        replica
+            .introspect(&b, first["token"].as_str().unwrap())
+            .await["active"]
+            == true
+    })
+    .await;
+    assert_eq!(
+        app.revoke(&a, first["token"].as_str().unwrap())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    eventually("the replica sees the jti revoked by its caller", || async {
+        replica
+            .introspect(&b, first["token"].as_str().unwrap())
+            .await
+            == json!({"active": false})
+    })
+    .await;
+    let res = replica
+        .admin_json(
+            Method::POST,
+            "/v1/admin/tokens/revoke",
+            json!({"jti": second["jti"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    eventually(
+        "the first replica sees the jti an admin revoked on the other",
+        || async {
+            app.introspect(&b, second["token"].as_str().unwrap()).await == json!({"active": false})
+        },
+    )
+    .await;
+}
