@@ -407,7 +407,7 @@ load keys-asapd-http asapd "$SERVER_URL/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
 rss keys-http
 load keys-nginx-http nginx "http://127.0.0.1:$NGX_HTTP/v1/keys/$KID" BENCH_EXPECT="$PEM_EXPECT"
 # What a CDN or a verifier's HTTP cache sends once its copy is stale.
-ETAG=$(curl -sfI "$SERVER_URL/v1/keys/$KID" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+ETAG=$(curl -sf -D - -o /dev/null "$SERVER_URL/v1/keys/$KID" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
 [[ -n $ETAG ]] || die "GET /v1/keys/$KID has no ETag"
 load keys-asapd-inm asapd "$SERVER_URL/v1/keys/$KID" BENCH_HEADER="If-None-Match: $ETAG" BENCH_STATUS=304
 tokens sqlite
