@@ -21,6 +21,7 @@ pub struct RevokeToken {
     pub jti: String,
     /// The token's `exp`, RFC 3339. Default: the expiry its `token.issued`
     /// record holds, or an hour (the longest lifetime) if there is none.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
