@@ -19,7 +19,7 @@ use crate::domain::algorithm::Algorithm;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::key::KeyState;
 use crate::domain::names::CallerName;
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::keys::{generate_pair, new_key_name, refresh, store_key};
 use crate::state::AppState;
 use crate::store::keys::{self, KeyRow};
@@ -37,7 +37,7 @@ pub struct RotationReport {
 }
 
 /// One pass over every caller's keys.
-pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
+pub async fn run(state: &AppState) -> ServiceResult<RotationReport> {
     let now = state.clock.now();
     let origin = Origin::system();
     let prepublish = i64::from(state.settings.keys.cache_max_age_secs);
@@ -72,7 +72,7 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
         match pending {
             None if now >= due_at - prepublish => {
                 let algorithm = Algorithm::from_str(algorithm)
-                    .map_err(|m| ApiError::internal(StoreError::Corrupt(m)))?;
+                    .map_err(|m| ServiceError::internal(StoreError::Corrupt(m)))?;
                 let pair = generate_pair(algorithm).await?;
                 let caller = CallerName::parse(caller)?;
                 let mut tx = state.store.begin().await?;
