@@ -12,8 +12,8 @@ use base64::Engine;
 use crate::http::context::RequestMeta;
 use crate::http::error::{ApiError, ApiResult};
 use crate::ratelimit::retry_after_secs;
-use crate::service::auth::{self, Principal};
 use crate::service::bearer;
+use crate::service::caller_auth::secret::{self as auth, Principal};
 use crate::service::error::ServiceError;
 use crate::state::AppState;
 

@@ -2,7 +2,7 @@
 //! its own audience (`tokens.audience`), checked as every token asapd
 //! issued is checked (`token_check`), revocation included.
 
-use crate::service::auth::Principal;
+use crate::service::caller_auth::Principal;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::token_check::{self, Rejection};
 use crate::state::AppState;

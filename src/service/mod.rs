@@ -3,7 +3,6 @@
 //! these and stay thin.
 
 pub mod audit_retention;
-pub mod auth;
 pub mod bearer;
 pub mod bootstrap;
 pub mod caller_auth;

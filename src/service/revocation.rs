@@ -10,7 +10,7 @@ use crate::clock::rfc3339;
 use crate::domain::claims::LEEWAY_SECS;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::error_chain::Chain;
-use crate::service::auth::Principal;
+use crate::service::caller_auth::Principal;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::token_check;
 use crate::state::AppState;

@@ -23,7 +23,7 @@ use crate::audit::Origin;
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::json::read_body;
-use crate::service::auth::Principal;
+use crate::service::caller_auth::Principal;
 use crate::service::caller_auth::{self, ClientCredentials, Endpoint, IssueError};
 use crate::service::tokens;
 use crate::state::AppState;

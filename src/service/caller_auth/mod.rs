@@ -1,23 +1,24 @@
-//! Who an OAuth2-style caller is and whether it may make one more request:
-//! authentication by client secret (failed attempts limited per source IP
-//! and audited) and the caller's allowance (its rate limit). Issuing,
-//! introspection and revocation all use it.
+//! Who a caller is and whether it may make one more request:
+//! authentication by client secret (`secret`: failed attempts limited per
+//! source IP and audited) and the caller's allowance (its rate limit).
+//! Issuing, introspection, revocation and the admin API all use it.
 
 use crate::audit::Origin;
 use crate::config::RateLimitScope;
 use crate::domain::caller::RateLimit;
 use crate::domain::denial::{Denial, Rule};
 use crate::ratelimit::retry_after_secs;
-use crate::service::auth::{self, Principal};
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::store::Backend;
 
 mod error;
 mod policy;
+pub mod secret;
 
 pub use error::{BodyError, IssueError};
 pub use policy::load_policy;
+pub use secret::Principal;
 
 /// Where the request came in; recorded in audit details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +83,8 @@ pub async fn authenticate(
     origin: &Origin,
     endpoint: Endpoint,
     credentials: Option<ClientCredentials>,
-) -> Result<auth::CheckedSecret, IssueError> {
-    if let Some(wait) = auth::blocked(state, origin) {
+) -> Result<secret::CheckedSecret, IssueError> {
+    if let Some(wait) = secret::blocked(state, origin) {
         let source = origin
             .source_ip
             .map_or_else(|| "this address".to_owned(), |ip| ip.to_string());
@@ -104,11 +105,11 @@ pub async fn authenticate(
             "authenticate with HTTP Basic client_id:client_secret",
         )));
     };
-    match auth::check_secret(state, &credentials.name, &credentials.secret).await {
+    match secret::check_secret(state, &credentials.name, &credentials.secret).await {
         Ok(checked) => Ok(checked),
         Err(ServiceError::Unauthenticated(message)) => {
             let name = Some(credentials.name.as_str());
-            auth::failed(state, origin, endpoint.path(), name, "invalid_credentials").await;
+            secret::failed(state, origin, endpoint.path(), name, "invalid_credentials").await;
             Err(IssueError::denied(Denial::new(
                 Rule::InvalidCredentials,
                 message,

@@ -1,4 +1,5 @@
-//! Authenticating callers by name and secret.
+//! Authenticating callers by name and secret, and the failed-attempt
+//! limit every endpoint that takes a secret or a token shares.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
