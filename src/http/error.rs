@@ -81,17 +81,9 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// A 400 naming `field`, worded as the service layer words it.
     pub fn bad_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        let field = field.into();
-        let detail = detail.into();
-        ApiError::BadRequest {
-            detail: if field.is_empty() {
-                detail
-            } else {
-                format!("{field}: {detail}")
-            },
-            field: Some(field).filter(|f| !f.is_empty()),
-        }
+        ServiceError::bad_field(field, detail).into()
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -197,7 +189,7 @@ impl ResponseError for ApiError {
 
 impl From<InvalidField> for ApiError {
     fn from(e: InvalidField) -> Self {
-        ApiError::bad_field(e.field, e.message)
+        ServiceError::from(e).into()
     }
 }
 
