@@ -7,7 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
-pub mod error;
+pub mod error_chain;
 pub mod fleet_limits;
 pub mod fsutil;
 pub mod http;

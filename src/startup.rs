@@ -14,6 +14,7 @@ use crate::audit::Auditor;
 use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::crypto::signing_pool::SigningPool;
 use crate::crypto::tls;
 use crate::fleet_limits::FleetLimits;
 use crate::http::openapi::SpecJson;
@@ -24,7 +25,6 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::revoked::RevokedTokens;
 use crate::service::bootstrap::{self, AdminCredentials};
-use crate::service::tokens::SigningPool;
 use crate::state::AppState;
 use crate::store::Store;
 

@@ -6,13 +6,13 @@ use crate::audit::Auditor;
 use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::crypto::signing_pool::SigningPool;
+use crate::domain::policy::Policy;
 use crate::fleet_limits::FleetLimits;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use crate::revoked::RevokedTokens;
-use crate::service::tokens::policy::Policy;
-use crate::service::tokens::SigningPool;
 use crate::store::secrets::Credentials;
 use crate::store::Store;
 

@@ -1,23 +1,23 @@
-//! The audit log: event types, the group-commit writer, queries and
-//! retention.
+//! The audit log: the group-commit writer, in-transaction records and
+//! queries. The event record itself is domain data
+//! (`domain::audit_event`), so the store can keep it without importing
+//! this module; retention is a use case (`service::audit_retention`).
 
-pub mod event;
+pub mod error;
 pub mod pacing;
 pub mod query;
-pub mod retention;
 pub mod writer;
 
+pub use crate::domain::audit_event as event;
+pub use error::AuditError;
 pub use event::{action, AuditEvent, Origin, Outcome};
-pub use pacing::CommitPacing;
-pub use writer::{AuditError, Auditor};
+pub use writer::Auditor;
 
-use crate::error::ApiError;
-use crate::store::{audit as audit_store, Conn};
-use crate::telemetry::Chain;
+use crate::store::{audit as audit_store, Conn, StoreResult};
 
 /// Records an event inside the caller's transaction: the change and its
 /// audit record commit together or not at all.
-pub async fn record_in(conn: &mut Conn, event: AuditEvent) -> Result<(), ApiError> {
+pub async fn record_in(conn: &mut Conn, event: AuditEvent) -> StoreResult<()> {
     audit_store::insert_batch(conn, std::slice::from_ref(&event)).await?;
     // Every change is audited in its own transaction, so this is the one
     // place that sees them all: tell the other replicas too.
@@ -42,16 +42,4 @@ fn announced_change(event: &AuditEvent) -> Option<String> {
     let target = event.target.as_deref().unwrap_or_default();
     let name = target.split_once(':').map_or(target, |(_, name)| name);
     Some(format!("{kind}:{name}"))
-}
-
-impl From<AuditError> for ApiError {
-    fn from(e: AuditError) -> Self {
-        tracing::warn!(
-            error = %Chain(&e),
-            "refusing a request whose audit record cannot be written"
-        );
-        ApiError::Unavailable(
-            "the audit log cannot be written; nothing was done, retry later".into(),
-        )
-    }
 }

@@ -20,16 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-
-/// Settings: see `audit.commit_interval_ms` and `audit.commit_batch`.
-#[derive(Debug, Clone, Copy)]
-pub struct CommitPacing {
-    /// At most one commit started per interval while events trickle in.
-    /// Zero: commit whatever is queued as soon as the previous commit ends.
-    pub interval: Duration,
-    /// The batch worth a commit: one this large never waits.
-    pub enough: usize,
-}
+use crate::config::CommitPacing;
 
 /// Weight of the newest commit in the running averages.
 const WEIGHT: f64 = 0.2;

@@ -16,12 +16,14 @@ use sqlx::Any;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::event::AuditEvent;
-use super::pacing::{CommitPacing, PaceClock, Pacer};
+use super::error::AuditError;
+use super::pacing::{PaceClock, Pacer};
 use crate::clock::Clock;
+use crate::config::CommitPacing;
+use crate::domain::audit_event::AuditEvent;
+use crate::error_chain::Chain;
 use crate::metrics::Metrics;
 use crate::store::{audit as audit_store, Store, StoreError};
-use crate::telemetry::Chain;
 
 /// Most events in one transaction; bounds commit latency and statement size.
 const MAX_BATCH: usize = 256;
@@ -29,14 +31,6 @@ const MAX_BATCH: usize = 256;
 const IDLE: Duration = Duration::from_millis(100);
 /// Queue depth before writers wait: back-pressure instead of unbounded memory.
 const QUEUE: usize = 8192;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error("the audit log cannot be written")]
-    Unavailable(#[source] Arc<StoreError>),
-    #[error("the audit log is shut down")]
-    Closed,
-}
 
 enum Msg {
     Event(AuditEvent, oneshot::Sender<Result<(), AuditError>>),

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::CommitPacing;
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
@@ -55,6 +53,16 @@ impl AuditSettings {
             enough: self.commit_batch,
         }
     }
+}
+
+/// How the audit writer paces its commits; set by `audit.commit_interval_ms` and `audit.commit_batch`.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitPacing {
+    /// At most one commit started per interval while events trickle in.
+    /// Zero: commit whatever is queued as soon as the previous commit ends.
+    pub interval: Duration,
+    /// The batch worth a commit: one this large never waits.
+    pub enough: usize,
 }
 
 #[cfg(test)]

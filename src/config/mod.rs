@@ -17,7 +17,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use self::audit::AuditSettings;
+pub use self::audit::{AuditSettings, CommitPacing};
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;

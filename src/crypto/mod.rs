@@ -6,6 +6,7 @@ pub mod jws;
 pub mod keypair;
 pub mod master_key;
 pub mod secret;
+pub mod signing_pool;
 pub mod tls;
 
 pub use jws::JwsSigner;

@@ -3,6 +3,7 @@
 //! persists them.
 
 pub mod algorithm;
+pub mod audit_event;
 pub mod caller;
 pub mod claims;
 pub mod denial;
@@ -11,6 +12,7 @@ pub mod group;
 pub mod key;
 pub mod kid;
 pub mod names;
+pub mod policy;
 pub mod qsh;
 
 /// A rule violation in client-supplied input, naming the offending field.

@@ -9,12 +9,17 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use crate::error::{ApiError, ApiResult};
 use crate::http::context::RequestMeta;
+use crate::http::error::{ApiError, ApiResult};
 use crate::ratelimit::retry_after_secs;
-use crate::service::auth::{self, invalid_credentials, Principal};
 use crate::service::bearer;
+use crate::service::caller_auth::secret::{self as auth, Principal};
+use crate::service::error::ServiceError;
 use crate::state::AppState;
+
+fn invalid_credentials() -> ApiError {
+    auth::invalid_credentials().into()
+}
 
 /// `Authorization: Basic` credentials, if the header is present.
 pub fn basic_credentials(req: &HttpRequest) -> ApiResult<Option<(String, String)>> {
@@ -186,12 +191,12 @@ async fn authenticate_admin(req: &HttpRequest) -> ApiResult<AdminCaller> {
     };
     let principal = match checked {
         Ok(principal) => principal,
-        Err(ApiError::Unauthorized(m) | ApiError::AdminUnauthorized(m)) => {
+        Err(ServiceError::Unauthenticated(m) | ServiceError::BearerRejected(m)) => {
             let name = presented_name.as_deref();
             auth::failed(&state, &origin, &endpoint, name, reason).await;
             return Err(ApiError::AdminUnauthorized(m));
         }
-        Err(other) => return Err(other),
+        Err(other) => return Err(other.into()),
     };
     let name = &principal.name;
     if principal.is_admin() || (read_only && principal.is_auditor()) {

@@ -13,7 +13,7 @@ use futures_util::future::{ready, Ready};
 
 use crate::audit::Origin;
 use crate::domain::group::Cidr;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::request_id::RequestId;
 use crate::state::AppState;
 

@@ -4,7 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -24,7 +24,7 @@ pub async fn healthz() -> HttpResponse {
 /// a full or read-only database takes the replica out of the balancer).
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Health),
-    (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
+    (status = 503, body = crate::http::error::Problem, content_type = "application/problem+json"),
 ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {

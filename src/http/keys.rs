@@ -11,7 +11,7 @@ use utoipa_actix_web::OpenApiFactory;
 
 use super::metrics::RouteLabel;
 use crate::domain::kid::Kid;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::keyring::PublishedKey;
 use crate::state::AppState;
 use std::sync::Arc;

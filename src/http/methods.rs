@@ -13,7 +13,7 @@ use actix_web::dev::ResourceDef;
 use actix_web::HttpRequest;
 use utoipa::openapi::path::PathItem;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// One documented path and the methods it answers, in `Allow` order.
 struct Served {

@@ -7,9 +7,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{get, web, HttpMessage, HttpResponse};
 
+use crate::error_chain::Chain;
 use crate::state::AppState;
 use crate::store::{callers, keys, StoreResult};
-use crate::telemetry::Chain;
 
 /// Label for requests no route matched: a scanner probing a thousand paths
 /// must not create a thousand time series.

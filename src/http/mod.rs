@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod context;
 pub mod docs;
+pub mod error;
 pub mod health;
 pub mod json;
 pub mod keys;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::request_id::new_id;
-use crate::error::{Problem, PROBLEM_JSON};
+use crate::http::error::{Problem, PROBLEM_JSON};
 
 /// actix-http's limit on a request head (`MAX_BUFFER_SIZE`, not settable).
 pub const MAX_HEAD_BYTES: usize = 131_072;

@@ -14,7 +14,7 @@ use actix_web::HttpMessage;
 use rand::RngCore;
 use tracing::Instrument;
 
-use crate::error::{ApiError, PROBLEM_JSON};
+use crate::http::error::{ApiError, PROBLEM_JSON};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

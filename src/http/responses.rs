@@ -11,7 +11,7 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
-use crate::error::PROBLEM_JSON;
+use crate::http::error::PROBLEM_JSON;
 
 /// A shared response: its status, component name and description.
 struct Shared {

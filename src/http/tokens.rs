@@ -14,11 +14,12 @@ use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants::parse_audiences;
 use crate::domain::group::Lifetime;
 use crate::domain::qsh::CanonicalRequest;
-use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
+use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::read_json;
-use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError, TokenRequest};
+use crate::service::caller_auth::{ClientCredentials, Endpoint, IssueError};
+use crate::service::tokens::{self, TokenRequest};
 use crate::state::AppState;
 
 /// A token request.
@@ -205,7 +206,11 @@ pub async fn issue_token(
     let credentials =
         basic_credentials(&req)?.map(|(name, secret)| ClientCredentials { name, secret });
     let body = read_json::<TokenRequestBody>(&req, payload.into_inner());
-    let request = async move { body.await.map_err(IssueError::Malformed)?.into_request() };
+    let request = async move {
+        body.await
+            .map_err(ApiError::into_body_error)?
+            .into_request()
+    };
     let issued = tokens::issue(
         &state,
         meta.origin("anonymous"),

@@ -1,7 +1,7 @@
 //! Deletes audit events past the retention bounds, in bounded batches. On
 //! PostgreSQL one replica prunes at a time.
 
-use crate::audit::retention::{self, Pruned};
+use crate::service::audit_retention::{self as retention, Pruned};
 use crate::state::AppState;
 
 /// Advisory lock id of this job ("asapd audit prune").

@@ -2,19 +2,19 @@
 //! its own audience (`tokens.audience`), checked as every token asapd
 //! issued is checked (`token_check`), revocation included.
 
-use crate::error::{ApiError, ApiResult};
-use crate::service::auth::Principal;
+use crate::service::caller_auth::Principal;
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::token_check::{self, Rejection};
 use crate::state::AppState;
 use crate::store::callers;
 
-fn rejected(why: &str) -> ApiError {
-    ApiError::AdminUnauthorized(format!("bearer token rejected: {why}"))
+fn rejected(why: &str) -> ServiceError {
+    ServiceError::BearerRejected(format!("bearer token rejected: {why}"))
 }
 
 /// Verifies `token` and returns the caller it was issued to, with its
 /// current groups. The caller must still exist and be enabled.
-pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
+pub async fn authenticate(state: &AppState, token: &str) -> ServiceResult<Principal> {
     let claims = token_check::check(state, token)
         .await
         .map_err(|r: Rejection| rejected(r.reason))?
@@ -34,7 +34,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
             name: row.name,
             groups: row.groups,
         }),
-        Some(row) => Err(ApiError::Forbidden(format!(
+        Some(row) => Err(ServiceError::Forbidden(format!(
             "caller {} is disabled",
             row.name
         ))),

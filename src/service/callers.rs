@@ -8,7 +8,7 @@ use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
 use crate::domain::group::Cidr;
 use crate::domain::names::{CallerName, GroupName};
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::keys::{self, generate_pair, new_key_name, store_key};
 use crate::service::strings;
 use crate::state::AppState;
@@ -48,10 +48,10 @@ pub struct CreatedCaller {
 
 /// Each group named once and existing: a repeated name would otherwise
 /// reach the membership table's primary key as a misleading conflict.
-async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<()> {
+async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ServiceResult<()> {
     for (index, name) in names.iter().enumerate() {
         if names[..index].contains(name) {
-            return Err(ApiError::bad_field(
+            return Err(ServiceError::bad_field(
                 format!("groups[{index}]"),
                 format!("group {name} is listed twice"),
             ));
@@ -61,7 +61,7 @@ async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ApiResult<(
     let missing = groups::missing(conn, &names).await?;
     if let Some(first) = missing.first() {
         let index = names.iter().position(|n| n == first).unwrap_or(0);
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             format!("groups[{index}]"),
             format!("no group named {first}; create it first with POST /v1/admin/groups"),
         ));
@@ -74,7 +74,7 @@ pub async fn create(
     state: &AppState,
     origin: &Origin,
     spec: CallerSpec,
-) -> ApiResult<CreatedCaller> {
+) -> ServiceResult<CreatedCaller> {
     let algorithm = spec
         .algorithm
         .unwrap_or(state.settings.keys.default_algorithm);
@@ -136,14 +136,14 @@ pub async fn create(
     })
 }
 
-pub async fn get(state: &AppState, name: &str) -> ApiResult<CallerRow> {
+pub async fn get(state: &AppState, name: &str) -> ServiceResult<CallerRow> {
     let mut conn = state.store.acquire().await?;
     callers::get(&mut conn, name)
         .await?
         .ok_or_else(|| not_found(name))
 }
 
-pub async fn list(state: &AppState) -> ApiResult<Vec<CallerRow>> {
+pub async fn list(state: &AppState) -> ServiceResult<Vec<CallerRow>> {
     let mut conn = state.store.acquire().await?;
     Ok(callers::list(&mut conn).await?)
 }
@@ -153,7 +153,7 @@ pub async fn update(
     origin: &Origin,
     name: &str,
     changes: CallerChanges,
-) -> ApiResult<CallerRow> {
+) -> ServiceResult<CallerRow> {
     let mut tx = state.store.begin().await?;
     let mut row = callers::get(&mut tx, name)
         .await?
@@ -198,7 +198,7 @@ pub async fn update(
     Ok(row)
 }
 
-pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ServiceResult<()> {
     let mut tx = state.store.begin().await?;
     let row = callers::get(&mut tx, name)
         .await?
@@ -231,12 +231,12 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
 /// Refuses a change that would leave no admin able to sign in (enabled,
 /// with a live secret): nobody could manage asapd any more without
 /// `asapd admin reset-secret` on the database itself.
-pub(crate) async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ApiResult<()> {
+pub(crate) async fn ensure_another_admin(conn: &mut Conn, name: &str) -> ServiceResult<()> {
     let row = callers::get(conn, name).await?;
     let is_admin_now =
         row.is_some_and(|r| r.enabled && r.groups.iter().any(|g| g == GroupName::ADMIN));
     if is_admin_now && callers::count_usable_members(conn, GroupName::ADMIN, name).await? == 0 {
-        return Err(ApiError::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "{name} is the last enabled admin; add another admin before removing, disabling or \
              demoting it, or revoking its last secret"
         )));
@@ -266,10 +266,10 @@ fn caller_detail(row: &CallerRow) -> serde_json::Value {
     })
 }
 
-fn already_exists(name: &CallerName) -> ApiError {
-    ApiError::Conflict(format!("caller {name} already exists"))
+fn already_exists(name: &CallerName) -> ServiceError {
+    ServiceError::Conflict(format!("caller {name} already exists"))
 }
 
-pub fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("no caller named {name}"))
+pub fn not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("no caller named {name}"))
 }

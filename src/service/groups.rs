@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::domain::group::{AudiencePattern, Cidr, Lifetime};
 use crate::domain::names::GroupName;
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::strings;
 use crate::state::AppState;
 use crate::store::groups::{self, GroupRow};
@@ -30,7 +30,7 @@ pub struct GroupChanges {
     pub allow_subject: Option<bool>,
 }
 
-pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ApiResult<GroupRow> {
+pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ServiceResult<GroupRow> {
     let now = state.clock.now();
     let row = GroupRow {
         name: spec.name.to_string(),
@@ -44,7 +44,7 @@ pub async fn create(state: &AppState, origin: &Origin, spec: GroupSpec) -> ApiRe
     let mut tx = state.store.begin().await?;
     match groups::insert(&mut tx, &row).await {
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "group {} already exists",
                 row.name
             )))
@@ -77,14 +77,14 @@ fn group_event(
         }))
 }
 
-pub async fn get(state: &AppState, name: &str) -> ApiResult<GroupRow> {
+pub async fn get(state: &AppState, name: &str) -> ServiceResult<GroupRow> {
     let mut conn = state.store.acquire().await?;
     groups::get(&mut conn, name)
         .await?
         .ok_or_else(|| not_found(name))
 }
 
-pub async fn list(state: &AppState) -> ApiResult<Vec<GroupRow>> {
+pub async fn list(state: &AppState) -> ServiceResult<Vec<GroupRow>> {
     let mut conn = state.store.acquire().await?;
     Ok(groups::list(&mut conn).await?)
 }
@@ -94,7 +94,7 @@ pub async fn update(
     origin: &Origin,
     name: &str,
     changes: GroupChanges,
-) -> ApiResult<GroupRow> {
+) -> ServiceResult<GroupRow> {
     let mut tx = state.store.begin().await?;
     let mut row = groups::get(&mut tx, name)
         .await?
@@ -123,19 +123,19 @@ pub async fn update(
     Ok(row)
 }
 
-pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<()> {
+pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ServiceResult<()> {
     let mut tx = state.store.begin().await?;
     let row = groups::get(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
     if GroupName::parse(name).is_ok_and(|n| n.is_reserved()) {
-        return Err(ApiError::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "group {name} is reserved and cannot be deleted"
         )));
     }
     let members = groups::member_count(&mut tx, name).await?;
     if members > 0 {
-        return Err(ApiError::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "group {name} still has {members} member(s); remove them from the group first"
         )));
     }
@@ -150,6 +150,6 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ApiResult<
     Ok(())
 }
 
-fn not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("no group named {name}"))
+fn not_found(name: &str) -> ServiceError {
+    ServiceError::NotFound(format!("no group named {name}"))
 }

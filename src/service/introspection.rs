@@ -10,35 +10,9 @@ use serde_json::json;
 
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
-use crate::domain::denial::{Denial, Rule};
-use crate::service::auth::Principal;
+use crate::error_chain::Chain;
 use crate::service::token_check::{self, Checked, Rejection};
-use crate::service::tokens::policy::load_policy;
-use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError};
 use crate::state::AppState;
-use crate::telemetry::Chain;
-
-/// Authenticates an OAuth2 caller of `endpoint` (failed attempts limited
-/// per source IP and audited, as for issuing), refuses a disabled one and
-/// takes one request from its rate limit: the same allowance as issuing.
-pub async fn admit(
-    state: &AppState,
-    origin: &Origin,
-    endpoint: Endpoint,
-    credentials: Option<ClientCredentials>,
-) -> Result<Principal, IssueError> {
-    let caller = tokens::authenticate(state, origin, endpoint, credentials).await?;
-    let name = &caller.principal.name;
-    if !caller.enabled {
-        return Err(IssueError::denied(Denial::new(
-            Rule::CallerDisabled,
-            format!("caller {name} is disabled"),
-        )));
-    }
-    let policy = load_policy(state, name).await?;
-    tokens::allowance(state, name, policy.rate_limit).await?;
-    Ok(caller.principal)
-}
 
 /// What introspection found: `None` is `{"active": false}`.
 pub async fn introspect(

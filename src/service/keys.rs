@@ -14,7 +14,7 @@ use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
 use crate::domain::kid::Kid;
 use crate::domain::names::{CallerName, KeyName};
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::store::keys::{self, KeyRow};
 use crate::store::{callers, Conn, StoreError};
@@ -34,9 +34,9 @@ pub struct KeyInfo {
 }
 
 impl TryFrom<&KeyRow> for KeyInfo {
-    type Error = ApiError;
-    fn try_from(row: &KeyRow) -> ApiResult<Self> {
-        let corrupt = |m: String| ApiError::internal(StoreError::Corrupt(m));
+    type Error = ServiceError;
+    fn try_from(row: &KeyRow) -> ServiceResult<Self> {
+        let corrupt = |m: String| ServiceError::internal(StoreError::Corrupt(m));
         let algorithm = Algorithm::from_str(&row.algorithm).map_err(corrupt)?;
         let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
             .map_err(|e| corrupt(e.to_string()))?;
@@ -64,11 +64,11 @@ pub struct NewKey {
 }
 
 /// Generates a key pair on a blocking thread: RSA-4096 takes seconds.
-pub async fn generate_pair(algorithm: Algorithm) -> ApiResult<KeyPair> {
+pub async fn generate_pair(algorithm: Algorithm) -> ServiceResult<KeyPair> {
     tokio::task::spawn_blocking(move || KeyPair::generate(algorithm))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+        .map_err(ServiceError::internal)?
+        .map_err(ServiceError::internal)
 }
 
 /// A time-ordered, unique key name: `20261122T061500Z-1a2b3c4d`.
@@ -101,7 +101,7 @@ pub async fn store_key(
     pair: &KeyPair,
     activate: bool,
     now: i64,
-) -> ApiResult<KeyRow> {
+) -> ServiceResult<KeyRow> {
     let kid = Kid::new(caller, name);
     if activate {
         keys::retire_active(conn, caller.as_str(), now).await?;
@@ -128,7 +128,7 @@ pub async fn store_key(
     };
     match keys::insert(conn, &row).await {
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!(
+            return Err(ServiceError::Conflict(format!(
                 "key {kid} already exists; kids are never reused"
             )))
         }
@@ -141,11 +141,11 @@ pub async fn store_key(
     Ok(row)
 }
 
-async fn caller_algorithm(conn: &mut Conn, caller: &str) -> ApiResult<Algorithm> {
+async fn caller_algorithm(conn: &mut Conn, caller: &str) -> ServiceResult<Algorithm> {
     let row = callers::get(conn, caller)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
-    Algorithm::from_str(&row.algorithm).map_err(|m| ApiError::internal(StoreError::Corrupt(m)))
+        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
+    Algorithm::from_str(&row.algorithm).map_err(|m| ServiceError::internal(StoreError::Corrupt(m)))
 }
 
 /// Generates a new key for `caller`, pending or active.
@@ -154,7 +154,7 @@ pub async fn generate(
     origin: &Origin,
     caller: &CallerName,
     req: NewKey,
-) -> ApiResult<KeyInfo> {
+) -> ServiceResult<KeyInfo> {
     let algorithm = match req.algorithm {
         Some(a) => a,
         None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
@@ -170,16 +170,16 @@ pub fn imported_key_name(
     caller: &CallerName,
     name: Option<KeyName>,
     kid: Option<&str>,
-) -> ApiResult<Option<KeyName>> {
+) -> ServiceResult<Option<KeyName>> {
     let Some(kid) = kid else { return Ok(name) };
     if name.is_some() {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "kid",
             "give kid or name, not both (the kid is <caller>/<name>)",
         ));
     }
     let parsed = Kid::parse(kid).map_err(|e| {
-        ApiError::bad_field(
+        ServiceError::bad_field(
             "kid",
             format!(
                 "{kid:?} is not a kid asapd can serve: {}; asapd kids are <caller>/<key-name>",
@@ -188,7 +188,7 @@ pub fn imported_key_name(
         )
     })?;
     if parsed.caller() != caller.as_str() {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "kid",
             format!(
                 "{kid:?} must start with {caller}/: ASAP verifiers accept a kid only under its \
@@ -199,7 +199,7 @@ pub fn imported_key_name(
     let key_name = &parsed.as_str()[caller.as_str().len() + 1..];
     KeyName::parse(key_name)
         .map(Some)
-        .map_err(|e| ApiError::bad_field("kid", e.message))
+        .map_err(|e| ServiceError::bad_field("kid", e.message))
 }
 
 /// Imports a private key (PKCS#8, or PKCS#1 for RSA; PEM or base64 DER)
@@ -210,7 +210,7 @@ pub async fn import(
     caller: &CallerName,
     req: NewKey,
     private_key: String,
-) -> ApiResult<KeyInfo> {
+) -> ServiceResult<KeyInfo> {
     let private_key = Zeroizing::new(private_key);
     let chosen = req.algorithm;
     let algorithm = match chosen {
@@ -219,11 +219,11 @@ pub async fn import(
     };
     let pair = tokio::task::spawn_blocking(move || KeyPair::import(algorithm, &private_key))
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ServiceError::internal)?
         .map_err(|e| match e {
             // The caller's own algorithm was assumed: say which field picks
             // the family, rather than blame a key that is fine.
-            KeyError::Mismatch { found, algorithm } if chosen.is_none() => ApiError::bad_field(
+            KeyError::Mismatch { found, algorithm } if chosen.is_none() => ServiceError::bad_field(
                 "algorithm",
                 format!(
                     "this is {} but the caller signs with {algorithm}; pass \"algorithm\": {} \
@@ -232,7 +232,7 @@ pub async fn import(
                     found.algorithms()
                 ),
             ),
-            e => ApiError::bad_field("private_key", e.to_string()),
+            e => ServiceError::bad_field("private_key", e.to_string()),
         })?;
     add(state, origin, action::KEY_IMPORTED, caller, req, pair).await
 }
@@ -244,14 +244,14 @@ async fn add(
     caller: &CallerName,
     req: NewKey,
     pair: KeyPair,
-) -> ApiResult<KeyInfo> {
+) -> ServiceResult<KeyInfo> {
     let now = state.clock.now();
     let name = req.name.unwrap_or_else(|| new_key_name(now));
     let mut tx = state.store.begin().await?;
     // Lock-free existence check; the foreign key catches a concurrent delete.
     callers::get(&mut tx, caller.as_str())
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
     let row = store_key(
         &mut tx,
         state,
@@ -271,7 +271,11 @@ async fn add(
 
 /// Makes a new key active now: the oldest pending key if there is one,
 /// otherwise a freshly generated one. The old active key retires.
-pub async fn rotate(state: &AppState, origin: &Origin, caller: &CallerName) -> ApiResult<KeyInfo> {
+pub async fn rotate(
+    state: &AppState,
+    origin: &Origin,
+    caller: &CallerName,
+) -> ServiceResult<KeyInfo> {
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let algorithm = caller_algorithm(&mut tx, caller.as_str()).await?;
@@ -320,7 +324,7 @@ pub async fn revoke(
     state: &AppState,
     origin: &Origin,
     kid: &Kid,
-) -> ApiResult<(KeyInfo, Option<KeyInfo>)> {
+) -> ServiceResult<(KeyInfo, Option<KeyInfo>)> {
     let existing = get(state, kid).await?;
     if existing.state == KeyState::Revoked {
         return Ok((existing, None));
@@ -337,7 +341,7 @@ pub async fn revoke(
     let mut tx = state.store.begin().await?;
     let mut row = keys::get(&mut tx, kid.as_str())
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no key with kid {kid}")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("no key with kid {kid}")))?;
     let was_active = row.state == KeyState::Active.as_str();
     keys::revoke(&mut tx, kid.as_str(), now).await?;
     row.state = KeyState::Revoked.to_string();
@@ -383,11 +387,11 @@ pub async fn revoke(
     ))
 }
 
-pub async fn list(state: &AppState, caller: &CallerName) -> ApiResult<Vec<KeyInfo>> {
+pub async fn list(state: &AppState, caller: &CallerName) -> ServiceResult<Vec<KeyInfo>> {
     let mut conn = state.store.acquire().await?;
     callers::get(&mut conn, caller.as_str())
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no caller named {caller}")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
     keys::list_for_caller(&mut conn, caller.as_str())
         .await?
         .iter()
@@ -395,19 +399,19 @@ pub async fn list(state: &AppState, caller: &CallerName) -> ApiResult<Vec<KeyInf
         .collect()
 }
 
-pub async fn get(state: &AppState, kid: &Kid) -> ApiResult<KeyInfo> {
+pub async fn get(state: &AppState, kid: &Kid) -> ServiceResult<KeyInfo> {
     let mut conn = state.store.acquire().await?;
     let row = keys::get(&mut conn, kid.as_str())
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no key with kid {kid}")))?;
+        .ok_or_else(|| ServiceError::NotFound(format!("no key with kid {kid}")))?;
     KeyInfo::try_from(&row)
 }
 
 /// Reloads the key ring after a committed change.
-pub async fn refresh(state: &AppState) -> ApiResult<()> {
+pub async fn refresh(state: &AppState) -> ServiceResult<()> {
     state
         .keyring
         .reload(&state.store)
         .await
-        .map_err(ApiError::internal)
+        .map_err(ServiceError::internal)
 }

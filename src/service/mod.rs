@@ -2,10 +2,12 @@
 //! one transaction, commits, then refreshes in-memory state. Handlers call
 //! these and stay thin.
 
-pub mod auth;
+pub mod audit_retention;
 pub mod bearer;
 pub mod bootstrap;
+pub mod caller_auth;
 pub mod callers;
+pub mod error;
 pub mod groups;
 pub mod introspection;
 pub mod keys;

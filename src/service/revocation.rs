@@ -9,12 +9,12 @@ use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
 use crate::domain::claims::LEEWAY_SECS;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
-use crate::error::{ApiError, ApiResult};
-use crate::service::auth::Principal;
+use crate::error_chain::Chain;
+use crate::service::caller_auth::Principal;
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::token_check;
 use crate::state::AppState;
 use crate::store::{revoked_tokens, StoreError};
-use crate::telemetry::Chain;
 
 /// The longest jti asapd accepts to revoke (its own are 24 characters).
 const MAX_JTI_LEN: usize = 255;
@@ -38,7 +38,7 @@ pub async fn revoke_presented(
     origin: &Origin,
     caller: &Principal,
     token: &str,
-) -> ApiResult<Presented> {
+) -> ServiceResult<Presented> {
     let Ok(checked) = token_check::check(state, token).await else {
         return Ok(Presented::NotActive);
     };
@@ -100,7 +100,7 @@ pub async fn revoke_jti(
     origin: &Origin,
     jti: &str,
     expires_at: Option<i64>,
-) -> ApiResult<(i64, ExpirySource)> {
+) -> ServiceResult<(i64, ExpirySource)> {
     check_jti(jti)?;
     let now = state.clock.now();
     // No token asapd issued lives past this: keeping a jti longer is moot.
@@ -131,15 +131,15 @@ pub async fn revoke_jti(
     Ok((exp, source))
 }
 
-fn check_jti(jti: &str) -> ApiResult<()> {
+fn check_jti(jti: &str) -> ServiceResult<()> {
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "jti",
             format!("must be 1 to {MAX_JTI_LEN} characters"),
         ));
     }
     if !jti.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::bad_field(
+        return Err(ServiceError::bad_field(
             "jti",
             "must be printable ASCII without spaces, as asapd's jtis are",
         ));
@@ -149,7 +149,7 @@ fn check_jti(jti: &str) -> ApiResult<()> {
 
 /// The `exp` of the token with `jti`, from its `token.issued` record. Only
 /// records of the last hour are looked at: older tokens have expired.
-async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ApiResult<Option<i64>> {
+async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ServiceResult<Option<i64>> {
     let since = now - i64::from(MAX_TOKEN_LIFETIME_SECS) - LEEWAY_SECS;
     let details = {
         let mut conn = state.store.acquire().await?;
@@ -169,7 +169,7 @@ async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ApiResult<Optio
 
 /// Stores the revocation with its record in one transaction, then puts the
 /// jti in this replica's set at once (the others hear `token:<jti>`).
-async fn store(state: &AppState, event: AuditEvent, jti: &str, exp: i64) -> ApiResult<()> {
+async fn store(state: &AppState, event: AuditEvent, jti: &str, exp: i64) -> ServiceResult<()> {
     let mut tx = state.store.begin().await?;
     revoked_tokens::insert(&mut tx, jti, exp).await?;
     audit::record_in(&mut tx, event).await?;

@@ -19,7 +19,7 @@ use crate::domain::algorithm::Algorithm;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::key::KeyState;
 use crate::domain::names::CallerName;
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::keys::{generate_pair, new_key_name, refresh, store_key};
 use crate::state::AppState;
 use crate::store::keys::{self, KeyRow};
@@ -37,86 +37,152 @@ pub struct RotationReport {
 }
 
 /// One pass over every caller's keys.
-pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
+pub async fn run(state: &AppState) -> ServiceResult<RotationReport> {
     let now = state.clock.now();
     let origin = Origin::system();
-    let prepublish = i64::from(state.settings.keys.cache_max_age_secs);
-    let (rows, periods) = {
-        let mut conn = state.store.acquire().await?;
-        let rows = keys::list_published(&mut conn).await?;
-        let periods: HashMap<String, (i64, String)> = callers::list(&mut conn)
-            .await?
-            .into_iter()
-            .map(|c| (c.name, (c.rotation_period_secs, c.algorithm)))
-            .collect();
-        (rows, periods)
-    };
+    let (rows, periods) = load(state).await?;
     let mut by_caller: HashMap<&str, Vec<&KeyRow>> = HashMap::new();
     for row in &rows {
         by_caller.entry(row.caller.as_str()).or_default().push(row);
     }
     let mut report = RotationReport::default();
     for (caller, keys_of) in by_caller {
-        let Some((period, algorithm)) = periods.get(caller) else {
-            continue;
-        };
-        let active = keys_of
-            .iter()
-            .find(|k| k.state == KeyState::Active.as_str());
-        let pending = keys_of
-            .iter()
-            .filter(|k| k.state == KeyState::Pending.as_str())
-            .min_by_key(|k| k.created_at);
-        let Some(active) = active else { continue };
-        let due_at = active.activated_at.unwrap_or(active.created_at) + period;
-        match pending {
-            None if now >= due_at - prepublish => {
-                let algorithm = Algorithm::from_str(algorithm)
-                    .map_err(|m| ApiError::internal(StoreError::Corrupt(m)))?;
-                let pair = generate_pair(algorithm).await?;
-                let caller = CallerName::parse(caller)?;
-                let mut tx = state.store.begin().await?;
-                // Decided on a read outside this transaction: another
-                // replica may have prepublished since.
-                if keys::oldest_pending(&mut tx, caller.as_str())
-                    .await?
-                    .is_some()
-                {
-                    continue;
-                }
-                let name = new_key_name(now);
-                let row = store_key(
-                    &mut tx,
-                    state,
-                    &origin,
-                    action::KEY_CREATED,
-                    &caller,
-                    &name,
-                    &pair,
-                    false,
-                    now,
-                )
-                .await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                report.prepublished.push(row.kid);
-            }
-            Some(next) if now >= due_at && now >= next.created_at + prepublish => {
-                let mut tx = state.store.begin().await?;
-                if keys::oldest_pending(&mut tx, caller).await?.as_deref() != Some(&next.kid) {
-                    continue; // another replica rotated it in meanwhile
-                }
-                let retired = keys::retire_active(&mut tx, caller, now).await?;
-                keys::activate(&mut tx, &next.kid, now).await?;
-                let event = AuditEvent::new(&origin, state.clock.now_ms(), action::KEY_ROTATED, Outcome::Success)
-                    .target(format!("key:{}", next.kid))
-                    .detail(json!({"caller": caller, "activated": next.kid, "retired": retired, "scheduled": true}));
-                audit::record_in(&mut tx, event).await?;
-                tx.commit().await.map_err(StoreError::from)?;
-                report.activated.push(next.kid.clone());
-            }
-            _ => {}
+        if let Some(period) = periods.get(caller) {
+            rotate_caller(state, &origin, caller, period, &keys_of, now, &mut report).await?;
         }
     }
+    expire_retired(state, &origin, &rows, now, &mut report).await?;
+    if report != RotationReport::default() {
+        refresh(state).await?;
+    }
+    Ok(report)
+}
+
+/// Every published key, and each caller's rotation period and algorithm.
+async fn load(state: &AppState) -> ServiceResult<(Vec<KeyRow>, HashMap<String, (i64, String)>)> {
+    let mut conn = state.store.acquire().await?;
+    let rows = keys::list_published(&mut conn).await?;
+    let periods = callers::list(&mut conn)
+        .await?
+        .into_iter()
+        .map(|c| (c.name, (c.rotation_period_secs, c.algorithm)))
+        .collect();
+    Ok((rows, periods))
+}
+
+/// Prepublishes the caller's next key when its active key is nearly due,
+/// or activates the pending one once it is due and has been published
+/// long enough.
+async fn rotate_caller(
+    state: &AppState,
+    origin: &Origin,
+    caller: &str,
+    (period, algorithm): &(i64, String),
+    keys_of: &[&KeyRow],
+    now: i64,
+    report: &mut RotationReport,
+) -> ServiceResult<()> {
+    let prepublish = i64::from(state.settings.keys.cache_max_age_secs);
+    let active = keys_of
+        .iter()
+        .find(|k| k.state == KeyState::Active.as_str());
+    let pending = keys_of
+        .iter()
+        .filter(|k| k.state == KeyState::Pending.as_str())
+        .min_by_key(|k| k.created_at);
+    let Some(active) = active else {
+        return Ok(());
+    };
+    let due_at = active.activated_at.unwrap_or(active.created_at) + period;
+    match pending {
+        None if now >= due_at - prepublish => {
+            let kid = prepublish_next(state, origin, caller, algorithm, now).await?;
+            report.prepublished.extend(kid);
+        }
+        Some(next) if now >= due_at && now >= next.created_at + prepublish => {
+            let kid = activate_pending(state, origin, caller, &next.kid, now).await?;
+            report.activated.extend(kid);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Generates and stores the caller's next key as `pending`; its kid, or
+/// `None` when another replica prepublished one first.
+async fn prepublish_next(
+    state: &AppState,
+    origin: &Origin,
+    caller: &str,
+    algorithm: &str,
+    now: i64,
+) -> ServiceResult<Option<String>> {
+    let algorithm = Algorithm::from_str(algorithm)
+        .map_err(|m| ServiceError::internal(StoreError::Corrupt(m)))?;
+    let pair = generate_pair(algorithm).await?;
+    let caller = CallerName::parse(caller)?;
+    let mut tx = state.store.begin().await?;
+    // Decided on a read outside this transaction: another replica may have
+    // prepublished since.
+    if keys::oldest_pending(&mut tx, caller.as_str())
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let name = new_key_name(now);
+    let row = store_key(
+        &mut tx,
+        state,
+        origin,
+        action::KEY_CREATED,
+        &caller,
+        &name,
+        &pair,
+        false,
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Some(row.kid))
+}
+
+/// Activates the pending key `next` and retires the active one; its kid,
+/// or `None` when another replica rotated it in meanwhile.
+async fn activate_pending(
+    state: &AppState,
+    origin: &Origin,
+    caller: &str,
+    next: &str,
+    now: i64,
+) -> ServiceResult<Option<String>> {
+    let mut tx = state.store.begin().await?;
+    if keys::oldest_pending(&mut tx, caller).await?.as_deref() != Some(next) {
+        return Ok(None);
+    }
+    let retired = keys::retire_active(&mut tx, caller, now).await?;
+    keys::activate(&mut tx, next, now).await?;
+    let event = AuditEvent::new(
+        origin,
+        state.clock.now_ms(),
+        action::KEY_ROTATED,
+        Outcome::Success,
+    )
+    .target(format!("key:{next}"))
+    .detail(json!({"caller": caller, "activated": next, "retired": retired, "scheduled": true}));
+    audit::record_in(&mut tx, event).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Some(next.to_owned()))
+}
+
+/// Expires retired keys once no token they signed can still be valid.
+async fn expire_retired(
+    state: &AppState,
+    origin: &Origin,
+    rows: &[KeyRow],
+    now: i64,
+    report: &mut RotationReport,
+) -> ServiceResult<()> {
     // Retired keys signed their last token at retirement here, and at most
     // one ring refresh later on other replicas.
     let ring_refresh = i64::try_from(state.settings.keys.refresh_interval_secs).unwrap_or(i64::MAX);
@@ -130,7 +196,7 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
             let mut tx = state.store.begin().await?;
             if keys::expire(&mut tx, &row.kid).await? {
                 let event = AuditEvent::new(
-                    &origin,
+                    origin,
                     state.clock.now_ms(),
                     action::KEY_EXPIRED,
                     Outcome::Success,
@@ -143,8 +209,5 @@ pub async fn run(state: &AppState) -> ApiResult<RotationReport> {
             report.expired.push(row.kid.clone());
         }
     }
-    if report != RotationReport::default() {
-        refresh(state).await?;
-    }
-    Ok(report)
+    Ok(())
 }

@@ -4,8 +4,8 @@ use serde_json::json;
 
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
-use crate::error::{ApiError, ApiResult};
 use crate::service::callers::{ensure_another_admin, not_found};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::store::secrets::{self, SecretRow};
 use crate::store::{callers, StoreError, Tx};
@@ -19,13 +19,13 @@ pub struct CreatedSecret {
     pub created_at: i64,
 }
 
-pub async fn add(state: &AppState, origin: &Origin, caller: &str) -> ApiResult<CreatedSecret> {
+pub async fn add(state: &AppState, origin: &Origin, caller: &str) -> ServiceResult<CreatedSecret> {
     let mut tx = state.store.begin().await?;
     callers::get(&mut tx, caller)
         .await?
         .ok_or_else(|| not_found(caller))?;
     if secrets::list(&mut tx, caller).await?.len() >= MAX_SECRETS_PER_CALLER {
-        return Err(ApiError::Conflict(format!(
+        return Err(ServiceError::Conflict(format!(
             "{caller} already has {MAX_SECRETS_PER_CALLER} secrets; revoke one first"
         )));
     }
@@ -37,7 +37,7 @@ pub async fn add(state: &AppState, origin: &Origin, caller: &str) -> ApiResult<C
 
 /// A new secret for `caller`, stored hashed in `tx`; the plaintext is
 /// returned to be shown once.
-async fn insert_new(state: &AppState, tx: &mut Tx, caller: &str) -> ApiResult<CreatedSecret> {
+async fn insert_new(state: &AppState, tx: &mut Tx, caller: &str) -> ServiceResult<CreatedSecret> {
     let new = secret::generate();
     let now = state.clock.now();
     secrets::insert(tx, &new.id, caller, &new.hash, now).await?;
@@ -50,14 +50,14 @@ async fn insert_new(state: &AppState, tx: &mut Tx, caller: &str) -> ApiResult<Cr
 
 /// Commits a secret change with its audit record; the credential caches
 /// forget the caller.
-async fn commit(state: &AppState, mut tx: Tx, event: AuditEvent) -> ApiResult<()> {
+async fn commit(state: &AppState, mut tx: Tx, event: AuditEvent) -> ServiceResult<()> {
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();
     Ok(())
 }
 
-pub async fn list(state: &AppState, caller: &str) -> ApiResult<Vec<SecretRow>> {
+pub async fn list(state: &AppState, caller: &str) -> ServiceResult<Vec<SecretRow>> {
     let mut conn = state.store.acquire().await?;
     callers::get(&mut conn, caller)
         .await?
@@ -65,11 +65,18 @@ pub async fn list(state: &AppState, caller: &str) -> ApiResult<Vec<SecretRow>> {
     Ok(secrets::list(&mut conn, caller).await?)
 }
 
-pub async fn revoke(state: &AppState, origin: &Origin, caller: &str, id: &str) -> ApiResult<()> {
+pub async fn revoke(
+    state: &AppState,
+    origin: &Origin,
+    caller: &str,
+    id: &str,
+) -> ServiceResult<()> {
     let mut tx = state.store.begin().await?;
     match secrets::delete(&mut tx, caller, id).await {
         Err(StoreError::NotFound) => {
-            return Err(ApiError::NotFound(format!("{caller} has no secret {id}")))
+            return Err(ServiceError::NotFound(format!(
+                "{caller} has no secret {id}"
+            )))
         }
         other => other?,
     }
@@ -99,7 +106,7 @@ fn secret_event(
 /// returned, in one transaction with its `secret.reset` record. Run with
 /// the database and the master key, not through the API, so it works when
 /// no admin can sign in any more.
-pub async fn reset(state: &AppState, caller: &str) -> ApiResult<CreatedSecret> {
+pub async fn reset(state: &AppState, caller: &str) -> ServiceResult<CreatedSecret> {
     let mut tx = state.store.begin().await?;
     callers::get(&mut tx, caller)
         .await?

@@ -3,7 +3,7 @@
 use sqlx::AssertSqlSafe;
 
 use super::{Conn, StoreResult};
-use crate::audit::event::AuditEvent;
+use crate::domain::audit_event::AuditEvent;
 
 /// A stored event.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -8,14 +8,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::query::{self, DEFAULT_PAGE, MAX_PAGE};
-use crate::audit::retention::{self, Retention};
 use crate::clock::rfc3339_ms;
 use crate::domain::InvalidField;
-use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::AdminCaller;
 use crate::http::context::RequestMeta;
+use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::ApiJson;
 use crate::http::query::ApiQuery;
+use crate::service::audit_retention::{self as retention, Retention};
 use crate::state::AppState;
 use crate::store::audit::{self as audit_store, AuditFilter, AuditRow};
 
@@ -199,7 +199,7 @@ pub async fn export_audit(
             let rows = match rows {
                 Ok(rows) => rows,
                 Err(e) => {
-                    tracing::error!(error = %crate::telemetry::Chain(&e), "audit export aborted");
+                    tracing::error!(error = %crate::error_chain::Chain(&e), "audit export aborted");
                     return Some((
                         Err(actix_web::error::ErrorServiceUnavailable("database")),
                         None,

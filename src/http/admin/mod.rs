@@ -10,11 +10,11 @@ pub mod tokens;
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::names::CallerName;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A caller name from the path; a name that cannot exist is simply not found.
 pub(crate) fn caller_in_path(name: &str) -> Result<CallerName, ApiError> {
-    CallerName::parse(name).map_err(|_| crate::service::callers::not_found(name))
+    CallerName::parse(name).map_err(|_| ApiError::from(crate::service::callers::not_found(name)))
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null`

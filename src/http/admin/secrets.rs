@@ -6,9 +6,9 @@ use utoipa::ToSchema;
 
 use super::caller_in_path;
 use crate::clock::rfc3339;
-use crate::error::{ApiResult, Problem};
 use crate::http::auth::AdminCaller;
 use crate::http::context::RequestMeta;
+use crate::http::error::{ApiResult, Problem};
 use crate::service::secrets;
 use crate::state::AppState;
 

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
-use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::auth::AdminCaller;
 use crate::http::context::RequestMeta;
+use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::ApiJson;
 use crate::service::revocation;
 use crate::state::AppState;

@@ -7,9 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::denial::Rule;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::ratelimit::retry_after_secs;
-use crate::service::tokens::IssueError;
+use crate::service::caller_auth::IssueError;
 
 /// RFC 6749 §5.2 (plus RFC 8707 `invalid_target`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,7 +113,7 @@ impl From<IssueError> for OAuth2Error {
                 denial,
                 retry_after,
             } => (denial, retry_after),
-            IssueError::Malformed(api) | IssueError::Failed(api) => return from_api_error(&api),
+            other => return from_api_error(&ApiError::from(other)),
         };
         let description = denial.to_string();
         let (error, status) = match denial.rule {

@@ -7,9 +7,9 @@ use utoipa::ToSchema;
 use super::error::{answer, no_store, pragma, CallerRefusals, OAuth2Error};
 use super::presented_token;
 use crate::http::context::RequestMeta;
+use crate::service::caller_auth::Endpoint;
 use crate::service::introspection;
 use crate::service::token_check::{Aud, Checked};
-use crate::service::tokens::Endpoint;
 use crate::state::AppState;
 
 /// The form of an introspection request (RFC 7662 §2.1).

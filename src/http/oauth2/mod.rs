@@ -23,9 +23,9 @@ use crate::audit::Origin;
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::json::read_body;
-use crate::service::auth::Principal;
-use crate::service::introspection;
-use crate::service::tokens::{self, ClientCredentials, Endpoint, IssueError};
+use crate::service::caller_auth::Principal;
+use crate::service::caller_auth::{self, ClientCredentials, Endpoint, IssueError};
+use crate::service::tokens;
 use crate::state::AppState;
 
 /// The form fields asapd reads; others are ignored (RFC 6749 §3.2).
@@ -189,7 +189,7 @@ async fn presented_token(
 ) -> Result<(Principal, Origin, String), OAuth2Error> {
     let (mut form, credentials) = read_form(req, payload, state).await?;
     let origin = meta.origin("anonymous");
-    let caller = introspection::admit(state, &origin, endpoint, credentials).await?;
+    let caller = caller_auth::admit(state, &origin, endpoint, credentials).await?;
     let token = form.take_token()?;
     let origin = origin.as_actor(&caller.name);
     Ok((caller, origin, token))

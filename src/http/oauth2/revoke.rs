@@ -7,8 +7,9 @@ use utoipa::ToSchema;
 use super::error::{answer, no_store, pragma, CallerRefusals, OAuth2Error};
 use super::presented_token;
 use crate::http::context::RequestMeta;
+use crate::http::error::ApiError;
+use crate::service::caller_auth::Endpoint;
 use crate::service::revocation::{self, Presented};
-use crate::service::tokens::Endpoint;
 use crate::state::AppState;
 
 /// The form of a revocation request (RFC 7009 §2.1).
@@ -74,6 +75,6 @@ async fn revoke(
                 caller.name
             ),
         )),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(ApiError::from(e).into()),
     }
 }

@@ -4,13 +4,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Endpoint, IssueError, IssuedToken, TokenRequest};
+use super::{IssuedToken, TokenRequest};
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
 use crate::domain::denial::{Denial, Rule};
+use crate::error_chain::Chain;
+use crate::service::caller_auth::{Endpoint, IssueError};
 use crate::state::AppState;
-use crate::telemetry::Chain;
 
 /// Step 8: the token is returned only if this commit succeeds.
 pub(super) async fn record_issued(
@@ -46,11 +47,7 @@ pub(super) async fn record_issued(
         // The hash, not the URL: a query string may carry secrets.
         "qsh": issued.qsh,
     }));
-    state
-        .audit
-        .record(event)
-        .await
-        .map_err(|e| IssueError::Failed(e.into()))?;
+    state.audit.record(event).await.map_err(IssueError::from)?;
     state
         .metrics
         .tokens_issued

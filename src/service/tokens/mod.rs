@@ -12,64 +12,21 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use self::audit::{record_issued, Denier};
-use self::policy::{load_policy, Policy};
-use self::sign::{new_jti, sign};
 use crate::audit::Origin;
-use crate::config::RateLimitScope;
+use crate::crypto::signing_pool::{new_jti, sign};
 use crate::domain::algorithm::Algorithm;
-use crate::domain::caller::RateLimit;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants;
+use crate::domain::policy::Policy;
 use crate::domain::qsh::CanonicalRequest;
-use crate::error::ApiError;
-use crate::ratelimit::retry_after_secs;
-use crate::service::auth;
+use crate::service::caller_auth::{
+    allowance, authenticate, load_policy, ClientCredentials, Endpoint, IssueError,
+};
+use crate::service::error::ServiceError;
 use crate::state::AppState;
-use crate::store::Backend;
 
 mod audit;
-mod error;
-pub mod policy;
-mod sign;
-
-pub use error::IssueError;
-pub use sign::SigningPool;
-
-/// Where the request came in; recorded in audit details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Tokens,
-    OAuth2,
-    Introspect,
-    Revoke,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Tokens => "/v1/tokens",
-            Endpoint::OAuth2 => "/oauth2/token",
-            Endpoint::Introspect => "/oauth2/introspect",
-            Endpoint::Revoke => "/oauth2/revoke",
-        }
-    }
-}
-
-/// `client_id:client_secret` as presented. The secret never reaches a log.
-pub struct ClientCredentials {
-    pub name: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("name", &self.name)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
 
 /// What the caller asks for, parsed from either wire format.
 #[derive(Debug, Clone, Default)]
@@ -165,48 +122,6 @@ where
     }
 }
 
-/// Step 1: the failed-auth limit per source IP, then the secret.
-pub(crate) async fn authenticate(
-    state: &AppState,
-    origin: &Origin,
-    endpoint: Endpoint,
-    credentials: Option<ClientCredentials>,
-) -> Result<auth::CheckedSecret, IssueError> {
-    if let Some(wait) = auth::blocked(state, origin) {
-        let source = origin
-            .source_ip
-            .map_or_else(|| "this address".to_owned(), |ip| ip.to_string());
-        return Err(IssueError::Denied {
-            denial: Denial::new(
-                Rule::AuthRateLimited,
-                format!(
-                    "too many failed authentications from {source}; retry after {} s",
-                    retry_after_secs(wait)
-                ),
-            ),
-            retry_after: Some(wait),
-        });
-    }
-    let Some(credentials) = credentials else {
-        return Err(IssueError::denied(Denial::new(
-            Rule::InvalidCredentials,
-            "authenticate with HTTP Basic client_id:client_secret",
-        )));
-    };
-    match auth::check_secret(state, &credentials.name, &credentials.secret).await {
-        Ok(checked) => Ok(checked),
-        Err(ApiError::Unauthorized(message)) => {
-            let name = Some(credentials.name.as_str());
-            auth::failed(state, origin, endpoint.path(), name, "invalid_credentials").await;
-            Err(IssueError::denied(Denial::new(
-                Rule::InvalidCredentials,
-                message,
-            )))
-        }
-        Err(other) => Err(IssueError::Failed(other)),
-    }
-}
-
 /// Steps 5 to 7.
 async fn decide_and_sign(
     state: &AppState,
@@ -267,8 +182,10 @@ async fn decide_and_sign(
         qsh: qsh.as_deref(),
         extra: &request.claims,
     })
-    .map_err(|e| IssueError::Failed(ApiError::internal(e)))?;
-    let token = sign(&state.signing, signer.clone(), payload).await?;
+    .map_err(|e| IssueError::Failed(ServiceError::internal(e)))?;
+    let token = sign(&state.signing, signer.clone(), payload)
+        .await
+        .map_err(|e| IssueError::Failed(ServiceError::Internal(e)))?;
     Ok((
         IssuedToken {
             token,
@@ -282,57 +199,4 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
-}
-
-/// Step 4 as a refusal: one request from the caller's rate limit, or
-/// `rate_limited` with how long to wait.
-pub(crate) async fn allowance(
-    state: &AppState,
-    caller: &str,
-    own: Option<RateLimit>,
-) -> Result<(), IssueError> {
-    let Err(wait) = take_allowance(state, caller, own).await? else {
-        return Ok(());
-    };
-    state
-        .metrics
-        .rate_limited
-        .with_label_values(&["caller"])
-        .inc();
-    Err(IssueError::Denied {
-        denial: Denial::new(
-            Rule::RateLimited,
-            format!(
-                "caller {caller} exceeded its token rate limit; retry after {} s",
-                retry_after_secs(wait)
-            ),
-        ),
-        retry_after: Some(wait),
-    })
-}
-
-/// Takes one request from the caller's rate limit: the fleet's on
-/// PostgreSQL (unless `tokens.rate_limit_scope = "replica"`), this
-/// process's on SQLite. `Ok(Err(wait))` when it is used up. A limit that
-/// cannot be checked (the database is down) refuses with 503 rather than
-/// falling back to a per-replica limit.
-async fn take_allowance(
-    state: &AppState,
-    caller: &str,
-    own: Option<RateLimit>,
-) -> Result<Result<(), std::time::Duration>, ApiError> {
-    let fleet = state.store.backend() == Backend::Postgres
-        && state.settings.tokens.rate_limit_scope == RateLimitScope::Fleet;
-    if !fleet {
-        return Ok(state.limits.check_caller(caller, own));
-    }
-    let tokens = &state.settings.tokens;
-    let quota = own.unwrap_or(RateLimit {
-        per_second: tokens.rate_limit_per_second,
-        burst: tokens.rate_limit_burst,
-    });
-    Ok(state
-        .fleet_limits
-        .take(&state.store, caller, quota, state.clock.now_ms())
-        .await?)
 }

@@ -1,4 +1,5 @@
-//! The caller's token policy as the database holds it.
+//! The caller's token policy as the database holds it, through the
+//! per-replica cache.
 
 use std::sync::Arc;
 
@@ -7,19 +8,13 @@ use crate::domain::caller::RateLimit;
 use crate::domain::denial::{Denial, Rule};
 use crate::domain::grants::Grant;
 use crate::domain::group::{AudiencePattern, Cidr};
-use crate::error::ApiError;
+use crate::domain::policy::Policy;
+use crate::service::error::ServiceError;
 use crate::state::AppState;
 use crate::store::{callers, groups, StoreError};
 
-/// The caller's policy: cached per replica (see `caller_cache`), dropped
-/// whenever this replica changes a caller or group.
-pub struct Policy {
-    pub cidrs: Vec<Cidr>,
-    pub rate_limit: Option<RateLimit>,
-    pub grants: Vec<Grant>,
-}
-
-pub(crate) async fn load_policy(state: &AppState, caller: &str) -> Result<Arc<Policy>, IssueError> {
+/// The caller's policy, from the cache or else the database.
+pub async fn load_policy(state: &AppState, caller: &str) -> Result<Arc<Policy>, IssueError> {
     if let Some(policy) = state.callers.policy(caller) {
         return Ok(policy);
     }
@@ -37,7 +32,7 @@ async fn read_policy(state: &AppState, caller: &str) -> Result<Policy, IssueErro
         ))
     })?;
     let groups = groups::list_for_caller(&mut conn, caller).await?;
-    let corrupt = |m: String| IssueError::Failed(ApiError::internal(StoreError::Corrupt(m)));
+    let corrupt = |m: String| IssueError::Failed(ServiceError::internal(StoreError::Corrupt(m)));
     let cidrs = parse_all::<Cidr>(row.cidrs).map_err(corrupt)?;
     let grants = groups
         .into_iter()

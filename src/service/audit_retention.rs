@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{action, AuditEvent, Origin, Outcome};
+use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::domain::InvalidField;
-use crate::error::{ApiError, ApiResult};
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::store::audit::{self as audit_store, PruneBound};
 use crate::store::{meta, StoreError};
@@ -60,17 +60,18 @@ impl Retention {
     }
 }
 
-pub async fn get(state: &AppState) -> ApiResult<Retention> {
+pub async fn get(state: &AppState) -> ServiceResult<Retention> {
     let mut conn = state.store.acquire().await?;
     match meta::get(&mut conn, SETTING).await? {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| ApiError::internal(StoreError::Corrupt(format!("audit retention: {e}")))),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            ServiceError::internal(StoreError::Corrupt(format!("audit retention: {e}")))
+        }),
         None => Ok(Retention::default()),
     }
 }
 
 /// Changes the retention; the change is audited in the same transaction.
-pub async fn put(state: &AppState, origin: &Origin, new: Retention) -> ApiResult<Retention> {
+pub async fn put(state: &AppState, origin: &Origin, new: Retention) -> ServiceResult<Retention> {
     new.validate()?;
     let old = get(state).await?;
     let mut tx = state.store.begin().await?;
@@ -88,7 +89,7 @@ pub async fn put(state: &AppState, origin: &Origin, new: Retention) -> ApiResult
     )
     .target("audit-retention")
     .detail(json!({"before": old, "after": new}));
-    super::record_in(&mut tx, event).await?;
+    audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(new)
 }
@@ -106,7 +107,7 @@ pub struct Pruned {
 /// Each batch is one autocommit `DELETE` (atomic alone), so a writer waits
 /// at most one batch, and no transaction reads before it writes (which
 /// SQLite in WAL mode could refuse with SQLITE_BUSY under load).
-pub async fn prune(state: &AppState) -> ApiResult<Pruned> {
+pub async fn prune(state: &AppState) -> ServiceResult<Pruned> {
     let retention = get(state).await?;
     let mut pruned = Pruned::default();
     let result = prune_batches(state, &retention, &mut pruned).await;
@@ -137,7 +138,7 @@ async fn prune_batches(
     state: &AppState,
     retention: &Retention,
     pruned: &mut Pruned,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     if let Some(days) = retention.max_age_days {
         let cutoff = state.clock.now_ms() - days * 86_400_000;
         prune_in_batches(state, PruneBound::OlderThanMs(cutoff), &mut pruned.by_age).await?;
@@ -156,7 +157,11 @@ async fn prune_batches(
 
 /// Deletes everything within `bound`, a batch at a time, counting into
 /// `deleted` as it goes (so a failure midway still reports what went).
-async fn prune_in_batches(state: &AppState, bound: PruneBound, deleted: &mut u64) -> ApiResult<()> {
+async fn prune_in_batches(
+    state: &AppState,
+    bound: PruneBound,
+    deleted: &mut u64,
+) -> ServiceResult<()> {
     loop {
         let mut conn = state.store.acquire().await?;
         let n = audit_store::prune_batch(&mut conn, bound, PRUNE_BATCH).await?;

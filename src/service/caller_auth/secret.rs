@@ -1,4 +1,5 @@
-//! Authenticating callers by name and secret.
+//! Authenticating callers by name and secret, and the failed-attempt
+//! limit every endpoint that takes a secret or a token shares.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -8,10 +9,10 @@ use serde_json::json;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
 use crate::domain::names::{CallerName, GroupName};
-use crate::error::{ApiError, ApiResult};
+use crate::error_chain::Chain;
+use crate::service::error::{ServiceError, ServiceResult};
 use crate::state::AppState;
 use crate::store::secrets::{self as secret_store, Credentials};
-use crate::telemetry::Chain;
 
 /// An authenticated caller and the groups it belongs to.
 #[derive(Debug, Clone)]
@@ -35,10 +36,16 @@ impl Principal {
 }
 
 /// Checks `name:secret` and refuses disabled callers.
-pub async fn authenticate(state: &AppState, name: &str, presented: &str) -> ApiResult<Principal> {
+pub async fn authenticate(
+    state: &AppState,
+    name: &str,
+    presented: &str,
+) -> ServiceResult<Principal> {
     let checked = check_secret(state, name, presented).await?;
     if !checked.enabled {
-        return Err(ApiError::Forbidden(format!("caller {name} is disabled")));
+        return Err(ServiceError::Forbidden(format!(
+            "caller {name} is disabled"
+        )));
     }
     Ok(checked.principal)
 }
@@ -57,7 +64,7 @@ pub async fn check_secret(
     state: &AppState,
     name: &str,
     presented: &str,
-) -> ApiResult<CheckedSecret> {
+) -> ServiceResult<CheckedSecret> {
     let presented_hash = secret::hash(presented);
     // A name outside the caller grammar (a NUL, say) names no caller: the
     // same answer as an unknown one, and the database never sees it.
@@ -68,7 +75,7 @@ pub async fn check_secret(
     let load = || async {
         let ticket = state.callers.ticket();
         let mut conn = state.store.acquire().await?;
-        ApiResult::Ok(
+        ServiceResult::Ok(
             secret_store::credentials(&mut conn, name)
                 .await?
                 .map(|c| state.callers.put_credentials(ticket, name, c)),
@@ -104,8 +111,8 @@ pub async fn check_secret(
     })
 }
 
-pub fn invalid_credentials() -> ApiError {
-    ApiError::Unauthorized("invalid client credentials".into())
+pub fn invalid_credentials() -> ServiceError {
+    ServiceError::Unauthenticated("invalid client credentials".into())
 }
 
 /// Failed authentications are limited per source IP (DESIGN §4 step 1) on

@@ -1,4 +1,5 @@
-//! Step 7: the signature, with the key pair the key ring keeps parsed.
+//! Token signatures, with the key pair the key ring keeps parsed, and the
+//! pool that keeps large RSA signatures off the async workers.
 
 use std::sync::Arc;
 
@@ -8,10 +9,8 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::IssueError;
-use crate::crypto::JwsSigner;
+use super::JwsSigner;
 use crate::domain::algorithm::KeyType;
-use crate::error::ApiError;
 
 /// Admits twice as many large-RSA signatures at a time as there are cores.
 ///
@@ -52,27 +51,21 @@ const RSA_IN_PLACE_MAX_BITS: usize = 2048;
 
 /// Signs with the cached, parsed key pair (DESIGN §8). ECDSA and RSA-2048
 /// are cheaper than a hop to another thread and sign in place.
-pub(super) async fn sign(
+pub async fn sign(
     pool: &SigningPool,
     signer: Arc<JwsSigner>,
     payload: Value,
-) -> Result<String, IssueError> {
+) -> anyhow::Result<String> {
     let algorithm = signer.key.algorithm;
     let run = move || signer.sign(&payload);
     let signed = match algorithm.key_type() {
         KeyType::Rsa { bits } if bits > RSA_IN_PLACE_MAX_BITS => {
-            let _permit = pool
-                .permits
-                .acquire()
-                .await
-                .map_err(|e| IssueError::Failed(ApiError::internal(e)))?;
-            tokio::task::spawn_blocking(run)
-                .await
-                .map_err(|e| IssueError::Failed(ApiError::internal(e)))?
+            let _permit = pool.permits.acquire().await?;
+            tokio::task::spawn_blocking(run).await?
         }
         KeyType::Rsa { .. } | KeyType::P256 | KeyType::P384 => run(),
     };
-    signed.map_err(|e| IssueError::Failed(ApiError::internal(e)))
+    Ok(signed?)
 }
 
 /// 144 random bits, URL-safe: unique without coordination between replicas.
@@ -80,7 +73,7 @@ pub(super) async fn sign(
 /// not a `getrandom` syscall per token: the syscall was 1 % of the server's
 /// CPU under ES256 load (`benches/profile.sh tokens`). A jti must be
 /// unpredictable and unique, which a CSPRNG gives; it is no key.
-pub(super) fn new_jti() -> String {
+pub fn new_jti() -> String {
     let mut bytes = [0u8; 18];
     rand::thread_rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)

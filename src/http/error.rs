@@ -1,6 +1,8 @@
 //! The one error type of the HTTP API, rendered as RFC 9457 problem+json in
 //! one place. Unexpected errors log their cause chain and answer an opaque
-//! 500 that carries only the request id.
+//! 500 that carries only the request id. What the layers below say went
+//! wrong (`ServiceError`, `StoreError`, `AuditError`) becomes a status and a
+//! problem here and nowhere else.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -8,9 +10,14 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::audit::AuditError;
+use crate::domain::denial::Rule;
 use crate::domain::InvalidField;
+use crate::error_chain::Chain;
+use crate::ratelimit::retry_after_secs;
+use crate::service::caller_auth::{BodyError, IssueError};
+use crate::service::error::ServiceError;
 use crate::store::StoreError;
-use crate::telemetry::Chain;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -74,17 +81,9 @@ pub struct Problem {
 }
 
 impl ApiError {
+    /// A 400 naming `field`, worded as the service layer words it.
     pub fn bad_field(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        let field = field.into();
-        let detail = detail.into();
-        ApiError::BadRequest {
-            detail: if field.is_empty() {
-                detail
-            } else {
-                format!("{field}: {detail}")
-            },
-            field: Some(field).filter(|f| !f.is_empty()),
-        }
+        ServiceError::bad_field(field, detail).into()
     }
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
@@ -190,7 +189,7 @@ impl ResponseError for ApiError {
 
 impl From<InvalidField> for ApiError {
     fn from(e: InvalidField) -> Self {
-        ApiError::bad_field(e.field, e.message)
+        ServiceError::from(e).into()
     }
 }
 
@@ -212,6 +211,99 @@ impl From<StoreError> for ApiError {
                     .into(),
             },
             other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        tracing::warn!(
+            error = %Chain(&e),
+            "refusing a request whose audit record cannot be written"
+        );
+        ApiError::Unavailable(
+            "the audit log cannot be written; nothing was done, retry later".into(),
+        )
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidInput { field, detail } => ApiError::BadRequest { field, detail },
+            ServiceError::Unauthenticated(m) => ApiError::Unauthorized(m),
+            ServiceError::BearerRejected(m) => ApiError::AdminUnauthorized(m),
+            ServiceError::Forbidden(m) => ApiError::Forbidden(m),
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::RateLimited {
+                detail,
+                retry_after_secs,
+            } => ApiError::TooManyRequests {
+                detail,
+                retry_after_secs,
+            },
+            ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Store(e) => e.into(),
+            ServiceError::Audit(e) => e.into(),
+            ServiceError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+/// The problem+json answer of `/v1/tokens` (and of the OAuth2 endpoints'
+/// errors that are not OAuth2 errors).
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        let (denial, retry_after) = match e {
+            IssueError::Malformed(body) => return ApiError::from_body_error(body),
+            IssueError::Failed(e) => return e.into(),
+            IssueError::Denied {
+                denial,
+                retry_after,
+            } => (denial, retry_after),
+        };
+        let detail = denial.to_string();
+        match denial.rule {
+            Rule::InvalidCredentials => ApiError::Unauthorized(denial.message),
+            Rule::AuthRateLimited | Rule::RateLimited => ApiError::TooManyRequests {
+                detail,
+                retry_after_secs: retry_after_secs(retry_after.unwrap_or_default()),
+            },
+            Rule::CallerDisabled
+            | Rule::CallerNetwork
+            | Rule::AudienceNotGranted
+            | Rule::GrantNetwork
+            | Rule::SubjectNotAllowed => ApiError::Forbidden(detail),
+            Rule::NoActiveKey => ApiError::Unavailable(detail),
+            Rule::InvalidRequest
+            | Rule::UnsupportedGrantType
+            | Rule::InvalidScope
+            | Rule::InvalidTarget
+            | Rule::LifetimeExceeded
+            | Rule::ReservedClaim
+            | Rule::ClaimsTooLarge => ApiError::BadRequest {
+                field: denial.field,
+                detail,
+            },
+        }
+    }
+}
+
+impl ApiError {
+    /// A request body this layer refused ([`IssueError::Malformed`] holds
+    /// it while the service audits the refusal), answered as it was.
+    pub fn into_body_error(self) -> IssueError {
+        IssueError::Malformed(Box::new(self))
+    }
+
+    fn from_body_error(body: BodyError) -> Self {
+        match body.downcast::<ApiError>() {
+            Ok(api) => *api,
+            Err(other) => ApiError::BadRequest {
+                field: None,
+                detail: other.to_string(),
+            },
         }
     }
 }
