@@ -82,9 +82,12 @@ docs-browser: build
 postman: build
 	bash tests/postman/run.sh
 
+## rustfmt, clippy, and the layering fitness test (tests/layering/: no
+## upward import, no import cycle; the layers are in docs/ARCHITECTURE.md).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) test --locked --test layering
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,4 +1,4 @@
-//! Audit write throughput: group commit vs one commit per event (issue 3).
+//! Audit write throughput: group commit vs one commit per event .
 //! `make bench` runs this; it prints one JSON object on stdout.
 //!
 //! For each database (SQLite always; PostgreSQL when `--postgres URL` or
@@ -35,7 +35,7 @@ fn event() -> AuditEvent {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    // Shaped like a real token.issued record (DESIGN §6), so row size is
+    // Shaped like a real token.issued record (README, "Audit log"), so row size is
     // realistic rather than minimal.
     AuditEvent::new(
         &Origin::system(),

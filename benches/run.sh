@@ -139,7 +139,7 @@ say "signing rate in process, one thread and all cores (benches/sign.rs)"
 $CARGO bench --locked --bench sign -- --secs 2 >"$RES/sign.json"
 cat "$RES/sign.json" >&2
 
-# The same operations in OpenSSL, the unit of DESIGN §8's reference figures
+# The same operations in OpenSSL, the unit of the reference figures
 # (ES256 ≈ 51k/s, RS256 ≈ 3.5k/s on one core of a quiet machine): tells how
 # fast this machine is today, independently of asapd's code.
 openssl speed -seconds 1 ecdsap256 rsa2048 >"$RES/openssl.txt" 2>/dev/null || true

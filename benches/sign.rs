@@ -8,7 +8,7 @@
 //! - `jwt_parse_per_call`: the `EncodingKey` rebuilt from DER inside the loop.
 //! - `asapd_kept`: asapd's own signing path, `crypto::JwsSigner` (an
 //!   aws-lc-rs key pair parsed once and kept, the header encoded once): the
-//!   "parsed key pair kept in memory" of DESIGN §8.
+//!   "signing keys are parsed once" of docs/ARCHITECTURE.md, "Invariants".
 //!
 //! and `asapd_kept_all_cores`: the same signer on N threads at once, N =
 //! `available_parallelism()`, each thread holding its own `Arc` handle of
@@ -43,7 +43,7 @@ use rsa::pkcs8::DecodePrivateKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The claims asapd puts in a token (DESIGN §4 step 7).
+/// The claims asapd puts in a token (step 7 of docs/ARCHITECTURE.md, "The path of a token request").
 #[derive(Serialize, Deserialize)]
 struct Claims {
     iss: String,

@@ -1,4 +1,5 @@
-//! `asapd mirror`: the key repository as static files (DESIGN §9), so that
+//! `asapd mirror`: the key repository as static files (README, "A static
+//! mirror of the key repository"), so that
 //! any web server or CDN can stand in for asapd when it is down.
 //!
 //! `DIR/<kid>` holds each published key's PEM (the `/` of the kid is a

@@ -1,4 +1,5 @@
-//! `asapd verify`: checks a token as an ASAP verifier does (DESIGN §1):
+//! `asapd verify`: checks a token as an ASAP verifier does (docs/ARCHITECTURE.md,
+//! "What verifiers expect"):
 //! the key fetched by kid from a key repository, the signature with that
 //! key, and the ASAP claim rules. Useful to see why a service refuses a
 //! token, or to check a deployment end to end.
@@ -100,7 +101,8 @@ async fn fetch_key(
     res.text().await.with_context(|| format!("reading {url}"))
 }
 
-/// The ASAP rules jsonwebtoken does not know (DESIGN §1).
+/// The ASAP rules jsonwebtoken does not know (docs/ARCHITECTURE.md, "What
+/// verifiers expect").
 fn check_asap_claims(kid: &Kid, claims: &Value, expect: &Expectations<'_>) -> anyhow::Result<()> {
     let text = |name: &str| claims[name].as_str();
     let iss = text("iss").ok_or_else(|| anyhow!("iss is not a string"))?;

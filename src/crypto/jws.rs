@@ -19,7 +19,7 @@ pub struct JwsSigner {
 
 impl JwsSigner {
     /// The header is `{"typ":"JWT","alg":…,"kid":…}`, what ASAP verifiers
-    /// expect (DESIGN §1).
+    /// expect (docs/ARCHITECTURE.md, "What verifiers expect").
     pub fn new(kid: String, key: KeyPair) -> Self {
         let mut header = jsonwebtoken::Header::new(key.algorithm.to_jwt());
         header.kid = Some(kid.clone());

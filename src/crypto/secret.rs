@@ -1,7 +1,8 @@
 //! Client secrets: high-entropy random strings, stored as SHA-256 hashes.
 //!
 //! A slow password hash buys nothing for 256-bit random secrets and would
-//! cap token throughput, so a plain SHA-256 is the right tool (DESIGN §4).
+//! cap token throughput, so a plain SHA-256 is the right tool
+//! (docs/ARCHITECTURE.md, "Invariants").
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -49,7 +49,7 @@ impl Default for SigningPool {
 /// 3072- and 4096-bit signatures (3-8x dearer) still leave the worker.
 const RSA_IN_PLACE_MAX_BITS: usize = 2048;
 
-/// Signs with the cached, parsed key pair (DESIGN §8). ECDSA and RSA-2048
+/// Signs with the cached, parsed key pair (docs/ARCHITECTURE.md, "Invariants"). ECDSA and RSA-2048
 /// are cheaper than a hop to another thread and sign in place.
 pub async fn sign(
     pool: &SigningPool,

@@ -1,5 +1,5 @@
 //! The claims of an issued token, and the rules for what a caller may add
-//! (DESIGN §4 steps 6 and 7).
+//! (steps 6 and 7 of docs/ARCHITECTURE.md, "The path of a token request").
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -1,5 +1,6 @@
 //! Which audiences a caller may get tokens for, for how long, from where
-//! and under which subject (DESIGN §4 steps 5 and 6).
+//! and under which subject (steps 5 and 6 of docs/ARCHITECTURE.md,
+//! "The path of a token request").
 //!
 //! A grant is one of the caller's groups. An audience is allowed when some
 //! grant's pattern matches it and the grant's CIDRs (if any) contain the

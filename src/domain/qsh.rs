@@ -1,5 +1,5 @@
 //! Atlassian Connect's query string hash (`qsh`): binds a token to one
-//! HTTP request (DESIGN §9, "Request binding").
+//! HTTP request (README, "Binding a token to one request").
 //!
 //! A receiver recomputes the hash from the request it got and compares, so
 //! only the exact algorithm counts. The reference is npm `atlassian-jwt`

@@ -176,7 +176,7 @@ pub struct TokenResponse {
 /// Issues an ASAP token to a caller.
 ///
 /// The caller authenticates with HTTP Basic (`client_id:client_secret`).
-/// The decision follows DESIGN §4 in order:
+/// The decision follows these rules, in order:
 /// credentials (failed attempts limited per source IP), client IP, enabled
 /// flag and the caller's own CIDRs, the caller's rate limit, audience
 /// grants and lifetime, extra claims and subject; then the token is signed

@@ -1,4 +1,4 @@
-//! Token introspection (RFC 7662, DESIGN §9): whether a token asapd issued
+//! Token introspection (RFC 7662; README, "Introspection and revocation"): whether a token asapd issued
 //! is active, for a caller among its audiences. The happy path reads the
 //! key ring, the caller cache and the revoked-jti set: no database.
 //!

@@ -1,4 +1,4 @@
-//! Token revocation (RFC 7009, DESIGN §9): by the caller a token was
+//! Token revocation (RFC 7009; README, "Introspection and revocation"): by the caller a token was
 //! issued to, or by an admin for any jti. A revoked jti is stored until
 //! the token's `exp` (plus the leeway checks allow), committed with its
 //! `token.revoked` record, which also tells every replica (`token:<jti>`).

@@ -1,4 +1,4 @@
-//! Scheduled key rotation (DESIGN §5).
+//! Scheduled key rotation (README, "Key lifecycle").
 //!
 //! Before a caller's active key reaches its rotation period, the next key
 //! is generated `pending` and published for `keys.cache_max_age_secs`, so

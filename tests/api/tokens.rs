@@ -1,4 +1,5 @@
-//! `POST /v1/tokens`: one test per rule of DESIGN §4.
+//! `POST /v1/tokens`: one test per rule of docs/ARCHITECTURE.md, "The
+//! path of a token request".
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -706,7 +707,7 @@ async fn refused_rule(res: reqwest::Response) -> (StatusCode, String) {
     (status, rule)
 }
 
-/// DESIGN §4's order: when several rules would refuse a request, the
+/// The order of docs/ARCHITECTURE.md, "The path of a token request": when several rules would refuse a request, the
 /// earliest one is the answer (and the audited reason).
 #[tokio::test]
 async fn rules_are_checked_in_the_documented_order() {

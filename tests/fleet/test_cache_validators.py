@@ -7,7 +7,7 @@ import pytest
 from conftest import session
 from procs import wait_until
 
-# The propagation bound (DESIGN.md §9) with room to poll.
+# The propagation bound (docs/ARCHITECTURE.md, "The path of a change through the fleet") with room to poll.
 AGREEMENT_DEADLINE = 2.0
 
 PATHS = ["/.well-known/jwks.json", "/v1/keys/{kid}"]

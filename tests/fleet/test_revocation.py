@@ -7,7 +7,8 @@ import time
 
 from conftest import AUDIENCE, fresh_verifier, session
 
-# The bound DESIGN.md §9 and issue 11 set, from `revoke` returning on A.
+# The bound of docs/ARCHITECTURE.md ("The path of a change through the
+# fleet"), from `revoke` returning on A.
 REVOCATION_BOUND = 1.0
 # Keep watching this long after the bound, so several checks of each kind
 # (and verifier fetches through both upstreams) fall after it.

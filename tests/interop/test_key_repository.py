@@ -18,7 +18,7 @@ from atlassian_jwt_auth.key import HTTPSPublicKeyRetriever
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-# Algorithm -> the key asapd must publish for it (DESIGN §5).
+# Algorithm -> the key asapd must publish for it (README, "HTTP API": algorithms).
 EXPECTED_KEY = {
     "RS256": (rsa.RSAPublicKey, 2048),
     "RS384": (rsa.RSAPublicKey, 3072),
@@ -51,7 +51,7 @@ def test_atlassian_retriever_gets_the_key(asapd, kid_for, alg):
     assert direct.status_code == 200
     assert pem == direct.text
     assert pem.startswith("-----BEGIN PUBLIC KEY-----"), "want an SPKI PEM"
-    # Without a max-age every verification refetches the key (DESIGN §1).
+    # Without a max-age every verification refetches the key (docs/ARCHITECTURE.md, "What verifiers expect").
     cache = direct.headers.get("Cache-Control", "")
     assert "public" in cache and re.search(r"max-age=[1-9]", cache), f"Cache-Control: {cache!r}"
 
@@ -68,7 +68,7 @@ def test_pyjwt_jwks_client_finds_the_key(asapd, kid_for, alg):
     assert signing_key.key.public_numbers() == pem_key.public_numbers()
     assert signing_key.algorithm_name == alg
 
-    # What generic JWKS consumers need on each key (DESIGN §1).
+    # What generic JWKS consumers need on each key (docs/ARCHITECTURE.md, "What verifiers expect").
     jwk = next(k for k in client.fetch_data()["keys"] if k.get("kid") == kid)
     assert (jwk.get("alg"), jwk.get("use")) == (alg, "sig"), jwk
 

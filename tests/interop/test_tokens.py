@@ -47,7 +47,8 @@ def fresh_verifier(asapd):
     """A verifier that has not seen any key yet. HTTPSPublicKeyRetriever
     shares one HTTP cache (honouring Cache-Control) across all instances,
     so start a new one: a verifier that fetched a key keeps using it for
-    max-age, which is what DESIGN's Cache-Control asks for."""
+    max-age, which is the Cache-Control verifiers need (docs/ARCHITECTURE.md,
+    "What verifiers expect")."""
     HTTPSPublicKeyRetriever._class_session = None
     return JWTAuthVerifier(HTTPSPublicKeyRetriever(asapd.base + "/v1/keys/"))
 

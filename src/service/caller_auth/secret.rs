@@ -51,7 +51,7 @@ pub async fn authenticate(
 }
 
 /// A caller whose secret matched, enabled or not: token issuing checks
-/// the enabled flag as its own, audited step (DESIGN §4 step 3).
+/// the enabled flag as its own, audited step (step 3 of docs/ARCHITECTURE.md, "The path of a token request").
 #[derive(Debug, Clone)]
 pub struct CheckedSecret {
     pub principal: Principal,
@@ -115,7 +115,7 @@ pub fn invalid_credentials() -> ServiceError {
     ServiceError::Unauthenticated("invalid client credentials".into())
 }
 
-/// Failed authentications are limited per source IP (DESIGN §4 step 1) on
+/// Failed authentications are limited per source IP (step 1 of docs/ARCHITECTURE.md, "The path of a token request") on
 /// every endpoint that takes a secret or a token: requests without a known
 /// address share one bucket.
 fn limit_key(ip: Option<IpAddr>) -> IpAddr {

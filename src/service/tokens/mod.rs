@@ -1,4 +1,5 @@
-//! Issuing a token: DESIGN §4, step by step, for both `/v1/tokens` and
+//! Issuing a token, step by step as docs/ARCHITECTURE.md ("The path of a
+//! token request") numbers the steps, for both `/v1/tokens` and
 //! `/oauth2/token` (they differ only in their wire format).
 //!
 //! Every refusal after the caller is known is audited as `token.denied`
@@ -55,7 +56,7 @@ pub struct IssuedToken {
     pub qsh: Option<String>,
 }
 
-/// Runs DESIGN §4 for one request. `request` reads and parses the body; it
+/// Runs steps 1 to 8 for one request. `request` reads and parses the body; it
 /// runs only once the caller is authenticated, admitted and within its
 /// rate limit, so nobody learns anything from a body before that.
 pub async fn issue<F>(
