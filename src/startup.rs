@@ -141,6 +141,7 @@ impl Application {
             app.default_service(web::to(http::not_found))
                 .wrap(from_fn(http::auth::admin_gate))
                 .wrap(from_fn(http::metrics::middleware))
+                .wrap(from_fn(http::methods::head_as_get))
                 .wrap(from_fn(request_id::middleware))
         })?;
 
