@@ -43,7 +43,7 @@ pub struct Application {
 pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
     let master_key = settings.master_key()?;
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        crate::fsutil::create_private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data dir {}; fix --data-dir / ASAPD_DATA_DIR",
                 settings.data_dir.display()
