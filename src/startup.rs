@@ -140,6 +140,7 @@ impl Application {
                 .split_for_parts();
             app.default_service(web::to(http::not_found))
                 .wrap(from_fn(http::auth::admin_gate))
+                .wrap(from_fn(http::body_timeout::middleware))
                 .wrap(from_fn(http::metrics::middleware))
                 .wrap(from_fn(http::methods::head_as_get))
                 .wrap(from_fn(request_id::middleware))
