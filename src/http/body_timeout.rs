@@ -97,7 +97,10 @@ pub async fn middleware(
         }
         _ => {}
     }
-    tracing::info!(timeout_secs = secs, "request body too slow; closing the connection");
+    tracing::info!(
+        timeout_secs = secs,
+        "request body too slow; closing the connection"
+    );
     Ok(res.into_response(timed_out(secs, request_id)))
 }
 

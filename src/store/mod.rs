@@ -129,10 +129,9 @@ impl Store {
         };
         if backend == Backend::Sqlite && (!url.contains("mode=") || url.contains("mode=rwc")) {
             if let Some(file) = crate::fsutil::sqlite_file(url) {
-                crate::fsutil::create_private_file(&file)
-                    .map_err(|e| {
-                        anyhow::anyhow!("creating the database file {}: {e}", file.display())
-                    })?;
+                crate::fsutil::create_private_file(&file).map_err(|e| {
+                    anyhow::anyhow!("creating the database file {}: {e}", file.display())
+                })?;
             }
         }
         let url = match backend {

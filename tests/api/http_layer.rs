@@ -377,7 +377,11 @@ async fn a_body_that_trickles_is_a_408_problem_and_the_connection_closes() {
     let raw = client.response().await;
     assert_problem(&raw, 408, "request-timeout", "within 1 seconds");
     client.assert_closed().await;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// A body the handler never reads (the caller is refused first) does not
@@ -396,4 +400,35 @@ async fn an_unread_body_does_not_hold_the_connection() {
     assert_eq!(raw.status, 401, "{raw:?}");
     assert_eq!(raw.header("connection"), Some("close"), "{raw:?}");
     client.assert_closed().await;
+}
+
+/// Malformed request heads, which anyone can send, leave no ERROR line in
+/// the log: one WARN line counts them.
+#[tokio::test]
+async fn malformed_heads_are_not_logged_as_errors() {
+    use crate::process::Server as Process;
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_database_url(dir.path()).await;
+    let key = asapd::crypto::MasterKey::generate_base64();
+    crate::process::init_admin(dir.path(), &db, &key);
+    let server = Process::start(dir.path(), &db, &key).await;
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trace: a\0b\r\n\r\n"[..],
+        b"GET /healthz HTTP/9\r\n\r\n",
+    ] {
+        let mut conn = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        conn.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, conn.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed")
+            .ok();
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    }
+    server.wait_for_output("refused request heads");
+    let log = server.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(log.matches("refused request heads").count(), 1, "{log}");
 }

@@ -219,7 +219,12 @@ async fn rekey_check_pass_reseals_a_key_created_behind_it() {
         .get(0);
     let file = dir.path().join("previous.keys");
     std::fs::write(&file, format!("{key1}\n")).unwrap();
-    let mut cmd = asapd(&["rekey", "--json", "--batch", "1"], dir.path(), &db, Some(&key2));
+    let mut cmd = asapd(
+        &["rekey", "--json", "--batch", "1"],
+        dir.path(),
+        &db,
+        Some(&key2),
+    );
     cmd.env("ASAPD_PREVIOUS_MASTER_KEYS_FILE", &file);
     let rekey = tokio::task::spawn_blocking(move || output_within(cmd));
     wait_for_lock_wait(&db).await;
@@ -236,7 +241,11 @@ async fn rekey_check_pass_reseals_a_key_created_behind_it() {
     let late: Value = res.json().await.unwrap();
     tx.rollback().await.unwrap();
     let out = rekey.await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["keys_found_by_check"], 1, "{summary} (last {last})");
     assert_eq!(summary["verified"], true, "{summary}");
@@ -266,7 +275,10 @@ async fn wait_for_lock_wait(db: &str) {
         if waiting > 0 {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "rekey never reached the locked row");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rekey never reached the locked row"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -226,14 +226,25 @@ fn data_dir_and_database_files_are_owner_only_under_umask_022() {
     let mut init = asapd_bare(&["init", "--json", "--data-dir", data.to_str().unwrap()]);
     init.env("ASAPD_MASTER_KEY", MasterKey::generate_base64());
     let out = output_within(under_umask_022(&init));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(mode(&data), 0o700, "data dir made by init");
     assert_eq!(mode(&data.join("asapd.db")), 0o600, "asapd.db made by init");
 
     let data = tmp.path().join("dev-data");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let serve = asapd_bare(&["serve", "--dev", "--data-dir", data.to_str().unwrap(), "--listen", &listen]);
+    let serve = asapd_bare(&[
+        "serve",
+        "--dev",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &listen,
+    ]);
     let server = wait_for_dev_server(Server::spawn(under_umask_022(&serve), port), &data);
     assert_eq!(mode(&data), 0o700, "data dir made by serve --dev");
     for file in ["asapd.db", "asapd.db-wal", "asapd.db-shm", "master.key"] {

@@ -8,7 +8,7 @@ use super::{Endpoint, IssueError, IssuedToken, TokenRequest};
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
-use crate::domain::denial::{Denial, Rule};
+use crate::domain::denial::{redact_opaque, Denial, Rule};
 use crate::state::AppState;
 use crate::telemetry::Chain;
 
@@ -101,7 +101,8 @@ impl Denier<'_> {
         .detail(json!({
             "endpoint": self.endpoint.path(),
             "rule": rule.as_str(),
-            "message": truncate(&message, 512),
+            // A malformed body's parser error quotes the request too.
+            "message": truncate(&redact_opaque(&message), 512),
         }));
         // The refusal stands whether or not its record could be written.
         if let Err(e) = self.state.audit.record(event).await {
