@@ -28,7 +28,7 @@ impl Default for HttpSettings {
             workers: 0,
             trusted_proxies: Vec::new(),
             forwarded_header: "X-Forwarded-For".into(),
-            body_timeout_secs: 15,
+            body_timeout_secs: 10,
         }
     }
 }

@@ -6,14 +6,13 @@
 //! The body stream a handler reads ends in an error once
 //! `http.body_timeout_secs` have passed since the head arrived; whatever
 //! the handler made of that error is replaced by a 408 problem, and the
-//! connection is closed, since the rest of the body may still come. A
-//! body the handler left unread also closes the connection after the
-//! answer: actix-http would otherwise keep reading it, however slowly it
-//! comes, to reuse the connection.
+//! connection is closed, since the rest of the body may still come. (A
+//! body the handler leaves unread already closes the connection after the
+//! answer: actix-http does that itself.)
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -21,7 +20,7 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::{header, ConnectionType, StatusCode};
+use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, Data};
 use actix_web::{HttpMessage, HttpResponse};
@@ -32,17 +31,12 @@ use super::request_id::RequestId;
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::state::AppState;
 
-/// Where a body stream is: still being read, read to its end (or its
-/// error), or cut off by the deadline.
-const READING: u8 = 0;
-const ENDED: u8 = 1;
-const EXPIRED: u8 = 2;
-
 /// A body stream that fails once its deadline has passed.
 struct Deadline {
     inner: Payload,
     sleep: Pin<Box<Sleep>>,
-    state: Arc<AtomicU8>,
+    /// Set when the deadline cut the body off.
+    expired: Arc<AtomicBool>,
 }
 
 impl Stream for Deadline {
@@ -50,13 +44,10 @@ impl Stream for Deadline {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
-            if !matches!(item, Some(Ok(_))) {
-                self.state.store(ENDED, Ordering::Relaxed);
-            }
             return Poll::Ready(item);
         }
         ready!(self.sleep.as_mut().poll(cx));
-        self.state.store(EXPIRED, Ordering::Relaxed);
+        self.expired.store(true, Ordering::Relaxed);
         Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "the request body did not arrive in time",
@@ -75,27 +66,20 @@ pub async fn middleware(
     }
     let secs = req
         .app_data::<Data<AppState>>()
-        .map_or(15, |s| s.settings.http.body_timeout_secs);
-    let state = Arc::new(AtomicU8::new(READING));
+        .map_or(10, |s| s.settings.http.body_timeout_secs);
+    let expired = Arc::new(AtomicBool::new(false));
     let deadline = Deadline {
         inner: payload,
         sleep: Box::pin(tokio::time::sleep(Duration::from_secs(secs))),
-        state: state.clone(),
+        expired: expired.clone(),
     };
     req.set_payload(Payload::Stream {
         payload: Box::pin(deadline),
     });
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
-    let mut res = next.call(req).await?.map_into_boxed_body();
-    match state.load(Ordering::Relaxed) {
-        ENDED => return Ok(res),
-        READING => {
-            res.response_mut()
-                .head_mut()
-                .set_connection_type(ConnectionType::Close);
-            return Ok(res);
-        }
-        _ => {}
+    let res = next.call(req).await?.map_into_boxed_body();
+    if !expired.load(Ordering::Relaxed) {
+        return Ok(res);
     }
     tracing::info!(
         timeout_secs = secs,

@@ -354,8 +354,9 @@ async fn a_bad_head_on_a_kept_alive_connection_is_a_problem() {
     }
 }
 
-/// A body sent slower than `http.body_timeout_secs` (1 s here) gets a 408
-/// problem once the time is up, and the connection is closed.
+/// Bodies sent slower than `http.body_timeout_secs` (1 s here), fifty at
+/// once, each get a 408 problem once the time is up, and every connection
+/// is closed.
 #[tokio::test]
 async fn a_body_that_trickles_is_a_408_problem_and_the_connection_closes() {
     use base64::Engine;
@@ -371,12 +372,15 @@ async fn a_body_that_trickles_is_a_408_problem_and_the_connection_closes() {
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     );
     let started = std::time::Instant::now();
-    let mut client = Client::new(&server).await;
-    client.send(head.as_bytes()).await;
-    client.send(b"{\"name\":").await;
-    let raw = client.response().await;
-    assert_problem(&raw, 408, "request-timeout", "within 1 seconds");
-    client.assert_closed().await;
+    futures_util::future::join_all((0..50).map(|_| async {
+        let mut client = Client::new(&server).await;
+        client.send(head.as_bytes()).await;
+        client.send(b"{\"name\":").await;
+        let raw = client.response().await;
+        assert_problem(&raw, 408, "request-timeout", "within 1 seconds");
+        client.assert_closed().await;
+    }))
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
