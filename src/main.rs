@@ -418,8 +418,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "asapd rekey: {} private keys under master key {}: {} re-encrypted, {} already \
-                     current, {} changed concurrently; check value {}; {} batches.\n\
-                     Every replica can now drop previous_master_keys.",
+                     current, {} changed concurrently; check value {}; {} batches.\n{}",
                     summary.keys_total,
                     summary.key_id,
                     summary.keys_rekeyed,
@@ -430,8 +429,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     } else {
                         "already current"
                     },
-                    summary.batches
+                    summary.batches,
+                    summary.advice()
                 );
+            }
+            if !summary.verified {
+                anyhow::bail!("{}", summary.advice());
             }
         }
         Command::Serve(args) => {

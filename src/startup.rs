@@ -43,7 +43,7 @@ pub struct Application {
 pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<AppState> {
     let master_key = settings.master_key()?;
     if settings.database_url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        crate::fsutil::create_private_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create data dir {}; fix --data-dir / ASAPD_DATA_DIR",
                 settings.data_dir.display()
@@ -140,7 +140,9 @@ impl Application {
                 .split_for_parts();
             app.default_service(web::to(http::not_found))
                 .wrap(from_fn(http::auth::admin_gate))
+                .wrap(from_fn(http::body_timeout::middleware))
                 .wrap(from_fn(http::metrics::middleware))
+                .wrap(from_fn(http::methods::head_as_get))
                 .wrap(from_fn(request_id::middleware))
         })?;
 

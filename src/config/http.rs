@@ -15,6 +15,10 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Header carrying the client address when the peer is trusted.
     pub forwarded_header: String,
+    /// Seconds a client has to send a whole request body once its head
+    /// arrived; a slower one gets 408 and the connection is closed, so
+    /// trickled bodies cannot hold connections open.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -24,6 +28,7 @@ impl Default for HttpSettings {
             workers: 0,
             trusted_proxies: Vec::new(),
             forwarded_header: "X-Forwarded-For".into(),
+            body_timeout_secs: 10,
         }
     }
 }
@@ -34,6 +39,12 @@ impl HttpSettings {
             return Err(format!(
                 "http.max_body_bytes must be between 1024 and 16777216, got {}",
                 self.max_body_bytes
+            ));
+        }
+        if !(1..=300).contains(&self.body_timeout_secs) {
+            return Err(format!(
+                "http.body_timeout_secs must be between 1 and 300, got {}",
+                self.body_timeout_secs
             ));
         }
         actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str()).map_err(

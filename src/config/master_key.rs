@@ -53,7 +53,7 @@ impl Settings {
         if self.dev {
             let path = self.data_dir.join("master.key");
             if !path.exists() {
-                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                crate::fsutil::create_private_dir(&self.data_dir).map_err(|e| {
                     ConfigError(format!(
                         "cannot create data dir {}: {e}",
                         self.data_dir.display()

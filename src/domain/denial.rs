@@ -83,21 +83,111 @@ impl Denial {
         Self {
             rule,
             field: None,
-            message: message.into(),
+            message: redact_opaque(&message.into()),
         }
     }
 
     pub fn on_field(rule: Rule, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             rule,
-            field: Some(field.into()),
-            message: message.into(),
+            field: Some(redact_opaque(&field.into())),
+            message: redact_opaque(&message.into()),
         }
     }
+}
+
+/// Runs this long or longer are checked for looking opaque.
+const OPAQUE_LEN: usize = 24;
+
+/// Every denial message and field passes here, since they quote what the
+/// request said (an audience, a subject, a claim name, a parser's error)
+/// and end up in the `token.denied` audit record, the metrics' logs and
+/// the answer. A secret pasted into any field must not be kept there: a
+/// long run that looks opaque (a digit, both cases, or `+/=_` in it)
+/// becomes its first 4 characters and its length. Words and URLs keep
+/// their pieces: in a URL each path or query piece is judged alone.
+pub fn redact_opaque(text: &str) -> String {
+    redact_runs(text, false)
+}
+
+/// Redacts each run between delimiters: words and punctuation, or, within
+/// a URL, its pieces.
+fn redact_runs(text: &str, in_url: bool) -> String {
+    let split = |c: char| {
+        if in_url {
+            "/?&=#:@".contains(c)
+        } else {
+            c.is_whitespace() || "\"'`,;()[]{}<>".contains(c)
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(split).unwrap_or(rest.len());
+        let (run, after) = rest.split_at(end);
+        if !in_url && run.contains("://") {
+            out.push_str(&redact_runs(run, true));
+        } else {
+            out.push_str(&redact_run(run));
+        }
+        let delimiter = after.chars().next().map_or(0, char::len_utf8);
+        out.push_str(&after[..delimiter]);
+        rest = &after[delimiter..];
+    }
+    out
+}
+
+fn redact_run(run: &str) -> std::borrow::Cow<'_, str> {
+    let len = run.chars().count();
+    let opaque = len >= OPAQUE_LEN
+        && (run.chars().any(|c| c.is_ascii_digit())
+            || (run.chars().any(char::is_uppercase) && run.chars().any(char::is_lowercase))
+            || run.contains(['+', '/', '=', '_']));
+    if !opaque {
+        return run.into();
+    }
+    let head: String = run.chars().take(4).collect();
+    format!("{head}…({len} characters, redacted)").into()
 }
 
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (rule: {})", self.message, self.rule)
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn long_opaque_runs_are_redacted_words_and_urls_kept() {
+        let secret = "asapd_Q2hhbmdlIG1lIQ_x9Vv3kLmN0pQrStUvWxYz";
+        let d = Denial::on_field(
+            Rule::AudienceNotGranted,
+            format!("claims.{secret}"),
+            format!("no group of this caller grants audience \"{secret}\""),
+        );
+        assert!(!d.message.contains(secret), "{}", d.message);
+        assert!(!d.field.as_deref().unwrap().contains(secret));
+        assert!(
+            d.message.contains("\"asap…(42 characters, redacted)\""),
+            "{}",
+            d.message
+        );
+        let url = "https://billing.internal.example.com/api/reconciliation-service";
+        let kept = format!("no group of this caller grants audience {url}");
+        assert_eq!(
+            Denial::new(Rule::AudienceNotGranted, kept.clone()).message,
+            kept
+        );
+        let in_url = format!("https://x.example/cb?token={secret}");
+        let d = Denial::new(Rule::AudienceNotGranted, in_url);
+        assert_eq!(
+            d.message,
+            "https://x.example/cb?token=asap…(42 characters, redacted)"
+        );
+        let words = "claims.sub: sub is a registered claim asapd sets itself";
+        assert_eq!(Denial::new(Rule::ReservedClaim, words).message, words);
     }
 }

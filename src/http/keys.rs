@@ -44,10 +44,11 @@ fn cache_control(state: &AppState) -> CacheControl {
 )]
 async fn public_key(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     req.extensions_mut().insert(RouteLabel(ROUTE));
+    // HEAD arrives here as GET (`methods::head_as_get`).
     if req.method() != Method::GET {
         return Err(ApiError::MethodNotAllowed {
-            detail: "the key repository only answers GET".into(),
-            allow: "GET".into(),
+            detail: "the key repository only answers GET and HEAD".into(),
+            allow: "GET, HEAD".into(),
         });
     }
     // What the scope left of the (percent-decoded) path: `/<kid>`. Every

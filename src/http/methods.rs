@@ -1,5 +1,6 @@
 //! What a request no route took gets: 405 with `Allow` when its path is
-//! served under other methods, 404 otherwise.
+//! served under other methods, 404 otherwise. And HEAD, which every path
+//! served under GET answers through its GET route.
 //!
 //! Each `#[get]`/`#[post]` handler is a resource of its own guarded by its
 //! method, so actix falls through to the default service on a wrong method
@@ -9,7 +10,10 @@
 
 use std::sync::LazyLock;
 
-use actix_web::dev::ResourceDef;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::HttpRequest;
 use utoipa::openapi::path::PathItem;
 
@@ -49,6 +53,8 @@ fn resource_def(template: &str) -> ResourceDef {
 fn methods_of(item: &PathItem) -> Vec<&'static str> {
     [
         ("GET", item.get.is_some()),
+        // RFC 9110 §9.3.2: HEAD wherever GET works (see `head_as_get`).
+        ("HEAD", item.get.is_some() || item.head.is_some()),
         ("POST", item.post.is_some()),
         ("PUT", item.put.is_some()),
         ("PATCH", item.patch.is_some()),
@@ -82,6 +88,22 @@ pub fn allowed(path: &str) -> Option<String> {
         .map(|s| s.methods.join(", "))
 }
 
+/// RFC 9110 §9.3.2: HEAD answers as GET would, without the body. Each
+/// route is guarded by GET, so a HEAD becomes a GET before routing; the
+/// connection layer decoded a HEAD and leaves the body off (keeping its
+/// `Content-Length`). Paths not served under GET keep HEAD and get 405.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::HEAD
+        && allowed(req.path()).is_none_or(|allow| allow.starts_with("GET"))
+    {
+        req.head_mut().method = Method::GET;
+    }
+    next.call(req).await
+}
+
 /// The default service: anything no route matched.
 pub async fn unrouted(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(match allowed(req.match_info().as_str()) {
@@ -99,17 +121,23 @@ mod tests {
 
     #[test]
     fn a_path_gets_the_methods_of_its_routes() {
-        assert_eq!(allowed("/v1/admin/callers").as_deref(), Some("GET, POST"));
+        assert_eq!(
+            allowed("/v1/admin/callers").as_deref(),
+            Some("GET, HEAD, POST")
+        );
         assert_eq!(
             allowed("/v1/admin/callers/svc-a").as_deref(),
-            Some("GET, PATCH, DELETE")
+            Some("GET, HEAD, PATCH, DELETE")
         );
-        assert_eq!(allowed("/v1/keys/svc-a/k1").as_deref(), Some("GET"));
+        assert_eq!(allowed("/v1/keys/svc-a/k1").as_deref(), Some("GET, HEAD"));
         assert_eq!(
             allowed("/v1/admin/keys/svc-a/k1/revoke").as_deref(),
             Some("POST")
         );
-        assert_eq!(allowed("/v1/admin/keys/svc-a/k1").as_deref(), Some("GET"));
+        assert_eq!(
+            allowed("/v1/admin/keys/svc-a/k1").as_deref(),
+            Some("GET, HEAD")
+        );
         assert_eq!(allowed("/nothing/here"), None);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body_timeout;
 pub mod context;
 pub mod docs;
 pub mod error;

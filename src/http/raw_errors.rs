@@ -16,8 +16,10 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -205,6 +207,7 @@ impl Bare<'_> {
     fn replacement(&self) -> Vec<u8> {
         let id = new_id();
         tracing::debug!(request_id = %id, status = self.status, "refused a request head");
+        report_refused_head();
         let body = serde_json::to_vec(&self.problem(&id)).expect("problem serialises");
         let mut out = Vec::with_capacity(256 + body.len());
         out.extend_from_slice(self.status_line);
@@ -222,6 +225,30 @@ impl Bare<'_> {
         out.extend_from_slice(&body);
         out
     }
+}
+
+/// How often at most a WARN line reports refused request heads: anyone
+/// can send them, and a line each would let anyone fill the log.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+static REFUSED_SINCE_REPORT: AtomicU64 = AtomicU64::new(0);
+static LAST_REPORT: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Counts a refused head; reports the count at WARN at most once per
+/// [`REPORT_EVERY`] (each answer is at DEBUG with its request id).
+fn report_refused_head() {
+    REFUSED_SINCE_REPORT.fetch_add(1, Ordering::Relaxed);
+    let now = Instant::now();
+    let mut last = LAST_REPORT.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_some_and(|at| now.duration_since(at) < REPORT_EVERY) {
+        return;
+    }
+    *last = Some(now);
+    let refused = REFUSED_SINCE_REPORT.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        refused,
+        "refused request heads that were malformed, too large or too slow (counted since \
+         the last such line; at most one a minute)"
+    );
 }
 
 #[cfg(test)]

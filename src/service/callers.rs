@@ -104,6 +104,7 @@ pub async fn create(
         updated_at: now,
         groups: strings(&spec.groups),
     };
+    keys::ensure_ring_loads(state).await?;
     let mut tx = state.store.begin().await?;
     match callers::insert(&mut tx, &row).await {
         Err(StoreError::Conflict(_)) => return Err(already_exists(&spec.name)),
@@ -127,7 +128,12 @@ pub async fn create(
     .await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();
-    keys::refresh(state).await?;
+    // Committed: the one-time secret must reach the admin even if the
+    // reload fails now (a key sealed in between under a master key this
+    // replica lacks); the change listener reloads again.
+    if let Err(err) = keys::refresh(state).await {
+        tracing::warn!(error = ?err, "key ring reload after creating a caller failed");
+    }
     Ok(CreatedCaller {
         caller: row,
         secret_id: new_secret.id,

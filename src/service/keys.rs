@@ -415,3 +415,29 @@ pub async fn refresh(state: &AppState) -> ServiceResult<()> {
         .await
         .map_err(ServiceError::internal)
 }
+
+/// Refuses a change before it commits when this replica cannot load every
+/// active signing key: another replica sealed one under a master key this
+/// one does not hold (it was left on the old key during a rotation). The
+/// reload after the commit would fail, and a caller's one-time secret
+/// would be lost behind a 500.
+pub async fn ensure_ring_loads(state: &AppState) -> ServiceResult<()> {
+    let Err(err) = state.keyring.reload(&state.store).await else {
+        return Ok(());
+    };
+    let err = match err.downcast::<StoreError>() {
+        Ok(store) => return Err(store.into()),
+        Err(other) => other,
+    };
+    tracing::warn!(
+        error = format!("{err:#}"),
+        "refused a change: this replica cannot open every signing key"
+    );
+    Err(ServiceError::Unavailable(
+        "this replica cannot decrypt a signing key sealed under a master key it does not \
+         hold (a master key rotation is under way); nothing was changed. Retry on another \
+         replica, or restart this one with the current master key (and the old one in \
+         previous_master_keys)"
+            .into(),
+    ))
+}

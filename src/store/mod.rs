@@ -127,6 +127,13 @@ impl Store {
                  set ASAPD_DATABASE_URL to one of those"
             );
         };
+        if backend == Backend::Sqlite && (!url.contains("mode=") || url.contains("mode=rwc")) {
+            if let Some(file) = crate::fsutil::sqlite_file(url) {
+                crate::fsutil::create_private_file(&file).map_err(|e| {
+                    anyhow::anyhow!("creating the database file {}: {e}", file.display())
+                })?;
+            }
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") => {
                 let sep = if url.contains('?') { '&' } else { '?' };

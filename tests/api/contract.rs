@@ -124,20 +124,25 @@ async fn broken_json_is_still_called_broken() {
 async fn a_wrong_method_is_405_with_allow() {
     let app = spawn_app().await;
     let cases = [
-        (Method::DELETE, "/v1/admin/callers", "GET, POST"),
-        (Method::PUT, "/v1/admin/callers/admin", "GET, PATCH, DELETE"),
+        (Method::DELETE, "/v1/admin/callers", "GET, HEAD, POST"),
+        (
+            Method::PUT,
+            "/v1/admin/callers/admin",
+            "GET, HEAD, PATCH, DELETE",
+        ),
         (Method::GET, "/v1/admin/callers/admin/keys/rotate", "POST"),
         (
             Method::POST,
             "/v1/admin/settings/audit-retention",
-            "GET, PUT",
+            "GET, HEAD, PUT",
         ),
         (Method::PUT, "/v1/tokens", "POST"),
+        (Method::HEAD, "/v1/tokens", "POST"),
         (Method::GET, "/oauth2/token", "POST"),
-        (Method::POST, "/healthz", "GET"),
-        (Method::DELETE, "/.well-known/jwks.json", "GET"),
-        (Method::POST, "/v1/keys/admin/some-key", "GET"),
-        (Method::OPTIONS, "/openapi.json", "GET"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+        (Method::DELETE, "/.well-known/jwks.json", "GET, HEAD"),
+        (Method::POST, "/v1/keys/admin/some-key", "GET, HEAD"),
+        (Method::OPTIONS, "/openapi.json", "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let res = app.admin(method.clone(), path).send().await.unwrap();
@@ -146,8 +151,50 @@ async fn a_wrong_method_is_405_with_allow() {
             .get("allow")
             .map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(header.as_deref(), Some(allow), "{method} {path}");
+        if method == Method::HEAD {
+            assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+            continue;
+        }
         let problem = assert_problem(res, StatusCode::METHOD_NOT_ALLOWED).await;
         assert_eq!(problem["type"], "urn:asapd:problem:method-not-allowed");
+    }
+}
+
+/// RFC 9110 §9.3.2: HEAD answers wherever GET does, with GET's status and
+/// headers and no body; a matching `If-None-Match` gets 304 as with GET.
+#[tokio::test]
+async fn head_answers_as_get_without_a_body() {
+    let app = spawn_app().await;
+    let kid = app.jwks().await[0]["kid"].as_str().unwrap().to_owned();
+    for path in [
+        "/healthz".to_owned(),
+        "/.well-known/jwks.json".to_owned(),
+        format!("/v1/keys/{kid}"),
+    ] {
+        let get = app.request(Method::GET, &path).send().await.unwrap();
+        let head = app.request(Method::HEAD, &path).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "{path}");
+        assert_eq!(get.status(), StatusCode::OK, "{path}");
+        for name in ["content-type", "content-length", "etag", "cache-control"] {
+            assert_eq!(
+                head.headers().get(name),
+                get.headers().get(name),
+                "{name} of HEAD {path}"
+            );
+        }
+        assert!(head.headers().get("x-request-id").is_some(), "{path}");
+        let etag = get.headers().get("etag").cloned();
+        assert!(!get.bytes().await.unwrap().is_empty(), "{path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}");
+        let Some(etag) = etag else { continue };
+        let res = app
+            .request(Method::HEAD, &path)
+            .header("If-None-Match", etag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(res.headers().get("etag"), Some(&etag), "{path}");
     }
 }
 

@@ -353,3 +353,86 @@ async fn a_bad_head_on_a_kept_alive_connection_is_a_problem() {
         client.assert_closed().await;
     }
 }
+
+/// Bodies sent slower than `http.body_timeout_secs` (1 s here), fifty at
+/// once, each get a 408 problem once the time is up, and every connection
+/// is closed.
+#[tokio::test]
+async fn a_body_that_trickles_is_a_408_problem_and_the_connection_closes() {
+    use base64::Engine;
+    let server = Server {
+        app: spawn_app_with(|s| s.http.body_timeout_secs = 1).await,
+        ca: None,
+        _certs: None,
+    };
+    let auth = base64::engine::general_purpose::STANDARD
+        .encode(format!("admin:{}", server.app.admin_secret));
+    let head = format!(
+        "POST /v1/admin/groups HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    futures_util::future::join_all((0..50).map(|_| async {
+        let mut client = Client::new(&server).await;
+        client.send(head.as_bytes()).await;
+        client.send(b"{\"name\":").await;
+        let raw = client.response().await;
+        assert_problem(&raw, 408, "request-timeout", "within 1 seconds");
+        client.assert_closed().await;
+    }))
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A body the handler never reads (the caller is refused first) does not
+/// keep the connection open while it trickles in: answered, then closed.
+#[tokio::test]
+async fn an_unread_body_does_not_hold_the_connection() {
+    let server = Server::plain().await;
+    let mut client = Client::new(&server).await;
+    client
+        .send(
+            b"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Basic bm86bm8=\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await;
+    let raw = client.response().await;
+    assert_eq!(raw.status, 401, "{raw:?}");
+    assert_eq!(raw.header("connection"), Some("close"), "{raw:?}");
+    client.assert_closed().await;
+}
+
+/// Malformed request heads, which anyone can send, leave no ERROR line in
+/// the log: one WARN line counts them.
+#[tokio::test]
+async fn malformed_heads_are_not_logged_as_errors() {
+    use crate::process::Server as Process;
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_database_url(dir.path()).await;
+    let key = asapd::crypto::MasterKey::generate_base64();
+    crate::process::init_admin(dir.path(), &db, &key);
+    let server = Process::start(dir.path(), &db, &key).await;
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trace: a\0b\r\n\r\n"[..],
+        b"GET /healthz HTTP/9\r\n\r\n",
+    ] {
+        let mut conn = TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        conn.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, conn.read_to_end(&mut answer))
+            .await
+            .expect("answered and closed")
+            .ok();
+        assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    }
+    server.wait_for_output("refused request heads");
+    let log = server.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(log.matches("refused request heads").count(), 1, "{log}");
+}

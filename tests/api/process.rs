@@ -406,7 +406,12 @@ pub fn start_dev_server(data: &Path) -> Server {
         "--listen",
         &listen,
     ];
-    let server = Server::spawn(asapd_bare(&args), port);
+    wait_for_dev_server(Server::spawn(asapd_bare(&args), port), data)
+}
+
+/// Waits for a `serve --dev` on `data` to serve HTTPS, past its last
+/// start-up line.
+pub fn wait_for_dev_server(server: Server, data: &Path) -> Server {
     // The certificate is written before the server listens; wait for it,
     // then for HTTPS that only it can vouch for.
     let cert = data.join("dev-cert.pem");
@@ -669,4 +674,20 @@ async fn a_warning_inside_a_request_carries_its_request_id() {
     // The cause travels with it, not just "database unavailable".
     let error = warning["fields"]["error"].as_str().unwrap();
     assert!(error.contains("locked"), "{warning}");
+}
+
+/// `cmd` run by a shell that first sets the umask to 022, the common
+/// default that leaves new files world-readable.
+pub fn under_umask_022(cmd: &Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 022 && exec \"$@\"", "sh"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => sh.env(name, value),
+            None => sh.env_remove(name),
+        };
+    }
+    sh
 }

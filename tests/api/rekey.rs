@@ -10,7 +10,7 @@ use asapd::crypto::MasterKey;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{fresh_database_url, is_postgres};
+use crate::helpers::{assert_problem, fresh_database_url, is_postgres};
 use crate::process::{asapd, free_port, output_within, Server};
 use crate::restart::{assert_old_keys_sign, callers_under, pem, token, verify_with};
 
@@ -81,7 +81,11 @@ async fn rotating_the_master_key_keeps_every_key_signing() {
     assert_eq!(summary["keys_rekeyed"], 3, "{summary}");
     assert_eq!(summary["keys_already_current"], 1, "{summary}");
     assert_eq!(summary["check_value_rekeyed"], true, "{summary}");
-    assert_eq!(summary["batches"], 4, "{summary}");
+    // One check pass, a batch per key, finds every key current.
+    assert_eq!(summary["check_passes"], 1, "{summary}");
+    assert_eq!(summary["keys_found_by_check"], 0, "{summary}");
+    assert_eq!(summary["verified"], true, "{summary}");
+    assert_eq!(summary["batches"], 8, "{summary}");
     let again = rekey(dir.path(), &db, &key2, &key1);
     assert_eq!(again["keys_rekeyed"], 0, "{again}");
     assert_eq!(again["keys_already_current"], 4, "{again}");
@@ -185,4 +189,127 @@ async fn rekey_while_replicas_serve_fails_no_token_request() {
 
     let server = Server::start(dir.path(), &db, &key2).await;
     assert_old_keys_sign(&server, &signers).await;
+}
+
+/// A replica still on the old key as current creates a caller behind the
+/// rekey's cursor while the rekey runs: the rekey's check pass finds and
+/// re-seals it, and the new key alone then starts and signs for it.
+/// PostgreSQL only: the test holds a row lock to stop the rekey at the last
+/// key while the caller is created; SQLite locks the whole file.
+#[tokio::test]
+async fn rekey_check_pass_reseals_a_key_created_behind_it() {
+    if !is_postgres() {
+        eprintln!("skipped: needs row locks (ASAPD_TEST_POSTGRES_URL)");
+        return;
+    }
+    use sqlx::{Connection, Row};
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let (key1, key2) = (MasterKey::generate_base64(), MasterKey::generate_base64());
+    let (admin, _) = callers_under(dir.path(), &db, &key1).await;
+    // Not yet restarted with key 2 as current: seals under key 1.
+    let old = serve_rotating(dir.path(), &db, &key1, &key2).await;
+
+    let mut lock = sqlx::PgConnection::connect(&db).await.unwrap();
+    let mut tx = lock.begin().await.unwrap();
+    let last: String = sqlx::query("SELECT kid FROM keys ORDER BY kid DESC LIMIT 1 FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+        .get(0);
+    let file = dir.path().join("previous.keys");
+    std::fs::write(&file, format!("{key1}\n")).unwrap();
+    let mut cmd = asapd(
+        &["rekey", "--json", "--batch", "1"],
+        dir.path(),
+        &db,
+        Some(&key2),
+    );
+    cmd.env("ASAPD_PREVIOUS_MASTER_KEYS_FILE", &file);
+    let rekey = tokio::task::spawn_blocking(move || output_within(cmd));
+    wait_for_lock_wait(&db).await;
+
+    // "aaa/…" sorts before every kid the rekey has passed.
+    let res = crate::helpers::http()
+        .post(old.url("/v1/admin/callers"))
+        .basic_auth("admin", Some(&admin))
+        .json(&serde_json::json!({"name": "aaa-late", "groups": ["g-b"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let late: Value = res.json().await.unwrap();
+    tx.rollback().await.unwrap();
+    let out = rekey.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["keys_found_by_check"], 1, "{summary} (last {last})");
+    assert_eq!(summary["verified"], true, "{summary}");
+    old.stop();
+
+    let server = Server::start(dir.path(), &db, &key2).await;
+    let t = token(&server, "aaa-late", late["client_secret"].as_str().unwrap()).await;
+    let (status, pem) = crate::restart::pem(&server, late["kid"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    verify_with(&t, &pem, jsonwebtoken::Algorithm::ES256);
+}
+
+/// Polls until some session waits on a lock: the rekey, stopped at the
+/// row the test holds.
+async fn wait_for_lock_wait(db: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(db).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rekey never reached the locked row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A replica with only the old master key cannot open a key another
+/// replica sealed under the new one: creating a caller there is refused
+/// with a 503 that says why, before anything is committed.
+#[tokio::test]
+async fn creating_a_caller_where_a_key_does_not_open_is_refused_before_commit() {
+    let old = crate::helpers::spawn_app().await;
+    let key2 = MasterKey::generate_base64();
+    let previous = old.master_key.clone();
+    let new = crate::helpers::spawn_replica(&old, |s| {
+        s.master_key = Some(asapd::config::Redacted(key2.clone()));
+        s.previous_master_keys = vec![asapd::config::Redacted(previous)];
+    })
+    .await;
+    old.create_group("g-b", &["b"]).await;
+    new.create_caller(serde_json::json!({"name": "svc-new", "groups": ["g-b"]}))
+        .await;
+
+    let res = old
+        .admin_json(
+            reqwest::Method::POST,
+            "/v1/admin/callers",
+            serde_json::json!({"name": "svc-lost", "groups": ["g-b"]}),
+        )
+        .await;
+    let problem = assert_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("master key"), "{problem}");
+    let res = new.admin_get("/v1/admin/callers/svc-lost").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "nothing was committed");
 }

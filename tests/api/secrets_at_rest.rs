@@ -205,3 +205,50 @@ async fn no_secret_or_private_key_in_database_responses_or_log() {
         &needles,
     );
 }
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o777
+}
+
+/// Under umask 022, `asapd init` and `serve --dev` still make the data dir
+/// the owner's only (0700) and the database and its WAL files 0600: they
+/// hold sealed private keys, secret hashes and the audit log. SQLite only:
+/// PostgreSQL keeps no file here.
+#[test]
+fn data_dir_and_database_files_are_owner_only_under_umask_022() {
+    use crate::process::{
+        asapd_bare, free_port, output_within, under_umask_022, wait_for_dev_server,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("init-data");
+    let mut init = asapd_bare(&["init", "--json", "--data-dir", data.to_str().unwrap()]);
+    init.env("ASAPD_MASTER_KEY", MasterKey::generate_base64());
+    let out = output_within(under_umask_022(&init));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&data), 0o700, "data dir made by init");
+    assert_eq!(mode(&data.join("asapd.db")), 0o600, "asapd.db made by init");
+
+    let data = tmp.path().join("dev-data");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let serve = asapd_bare(&[
+        "serve",
+        "--dev",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &listen,
+    ]);
+    let server = wait_for_dev_server(Server::spawn(under_umask_022(&serve), port), &data);
+    assert_eq!(mode(&data), 0o700, "data dir made by serve --dev");
+    for file in ["asapd.db", "asapd.db-wal", "asapd.db-shm", "master.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file} made by serve --dev");
+    }
+    server.stop();
+}

@@ -848,3 +848,42 @@ async fn the_default_lifetime_is_configurable_and_capped_by_grants() {
         );
     }
 }
+
+/// A secret pasted into any request field never reaches the
+/// `token.denied` record: its message keeps only a short redacted form.
+#[tokio::test]
+async fn denial_records_never_keep_a_long_opaque_value() {
+    let app = spawn_app().await;
+    let a = app.caller_granted("svc-a", &["svc-b"]).await;
+    let secret = "asapd_Zk9xR2tQbE1uV3ZzYjdUcUhKa0x5OHdN";
+    let bodies = [
+        json!({"audience": secret}),
+        json!({"audience": format!("https://svc-b.example/cb?token={secret}")}),
+        json!({"audience": ["svc-b", secret]}),
+        json!({"audience": "svc-b", "subject": secret}),
+        json!({"audience": "svc-b", "claims": {secret: 1, "iss": "x"}}),
+        json!({"audience": "svc-b", secret: true}),
+    ];
+    for body in &bodies {
+        let res = app.token_request(&a, body.clone()).await;
+        assert!(res.status().is_client_error(), "{body}: {}", res.status());
+    }
+    let res = app
+        .request(Method::POST, "/oauth2/token")
+        .basic_auth(&a.name, Some(&a.secret))
+        .form(&[("grant_type", "client_credentials"), ("audience", secret)])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let denied = app.audit_rows("token.denied").await;
+    assert_eq!(denied.len(), bodies.len() + 1, "every refusal is audited");
+    for row in &denied {
+        assert!(!row.detail.contains(&secret[6..]), "{}", row.detail);
+        assert!(!row.detail.contains(&secret[10..30]), "{}", row.detail);
+    }
+    assert!(
+        denied.iter().any(|r| r.detail.contains("redacted")),
+        "the message says what it left out"
+    );
+}

@@ -8,7 +8,7 @@ use super::{IssuedToken, TokenRequest};
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
 use crate::clock::rfc3339;
-use crate::domain::denial::{Denial, Rule};
+use crate::domain::denial::{redact_opaque, Denial, Rule};
 use crate::error_chain::Chain;
 use crate::service::caller_auth::{Endpoint, IssueError};
 use crate::state::AppState;
@@ -98,7 +98,8 @@ impl Denier<'_> {
         .detail(json!({
             "endpoint": self.endpoint.path(),
             "rule": rule.as_str(),
-            "message": truncate(&message, 512),
+            // A malformed body's parser error quotes the request too.
+            "message": truncate(&redact_opaque(&message), 512),
         }));
         // The refusal stands whether or not its record could be written.
         if let Err(e) = self.state.audit.record(event).await {
