@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::IntCounter;
+
 use crate::domain::caller::RateLimit;
 use crate::store::{rate_buckets, Store, StoreResult};
 
@@ -59,12 +61,20 @@ impl Lease {
 }
 
 /// This replica's slices, by caller.
-#[derive(Default)]
 pub struct FleetLimits {
     leases: Mutex<HashMap<String, Arc<Lease>>>,
+    /// Counts the statements that write a bucket.
+    writes: IntCounter,
 }
 
 impl FleetLimits {
+    pub fn new(writes: IntCounter) -> Self {
+        Self {
+            leases: Mutex::new(HashMap::new()),
+            writes,
+        }
+    }
+
     fn lease_of(&self, caller: &str, quota: RateLimit) -> Arc<Lease> {
         let mut leases = self.leases.lock().expect("lease map poisoned");
         match leases.get(caller) {
@@ -99,6 +109,7 @@ impl FleetLimits {
         }
         let leased = {
             let mut conn = store.acquire().await?;
+            self.writes.inc();
             rate_buckets::lease(
                 &mut conn,
                 caller,
