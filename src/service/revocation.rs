@@ -11,10 +11,10 @@ use crate::clock::rfc3339;
 use crate::domain::claims::LEEWAY_SECS;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::error::{ApiError, ApiResult};
+use crate::revoked;
 use crate::service::auth::Principal;
 use crate::service::token_check;
 use crate::state::AppState;
-use crate::revoked;
 use crate::store::{changes, revoked_tokens, StoreError};
 use crate::telemetry::Chain;
 

@@ -624,7 +624,10 @@ async fn a_revocation_notification_is_applied_without_a_reload() {
     for _ in 0..2 {
         issued.push(app.issued(&a, json!({"audience": "svc-b"})).await);
     }
-    let tokens: Vec<&str> = issued.iter().map(|i| i["token"].as_str().unwrap()).collect();
+    let tokens: Vec<&str> = issued
+        .iter()
+        .map(|i| i["token"].as_str().unwrap())
+        .collect();
     // Notifications are applied after the full reload a replica makes
     // when it starts listening: once it has heard one, that is done.
     eventually("the replica hears the callers created", || async {
