@@ -97,6 +97,9 @@ pub async fn apply(state: &AppState, changes: &[String]) {
         what.callers |= matches!(kind, "caller" | "secret" | "group");
         if kind == "token" {
             match revoked::parse_notification(name) {
+                // Heard late, after its token expired and was pruned:
+                // nothing to keep.
+                Some((_, exp)) if exp < revoked::keep_from(state.clock.now()) => {}
                 Some((jti, exp)) => state.revoked.insert(jti, exp),
                 // From an older replica: it does not say the exp.
                 None => what.revoked = true,
