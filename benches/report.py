@@ -367,6 +367,10 @@ if warnings:
 add("")
 
 text = "\n".join(lines)
+# Sections measured by other commands follow this line; a run keeps them.
+KEPT = "<!-- measured outside make bench: report.py keeps what follows -->"
+if out_path.exists() and KEPT in (old := out_path.read_text()):
+    text = text.rstrip("\n") + "\n\n" + old[old.index(KEPT):]
 print(text)
 out_path.write_text(text)
 print(f"\nwritten to {out_path}", file=sys.stderr)

@@ -14,11 +14,20 @@
 //! database sees about ten leases a second per busy caller and replica,
 //! whatever the token rate. Leftovers of a forgotten slice are lost to the
 //! caller: the limit errs on the side of refusing.
+//!
+//! Refusals cost no writes: a lease that leaves the bucket empty tells
+//! when it next holds a token, and until then the replica refuses from
+//! memory. Replicas that disagree on a caller's quota (during a rolling
+//! change of the default) share one level: a lease refills at its own
+//! rate and caps at its own burst, and a change of quota never refills
+//! the bucket, so the bound holds with the largest quota in play.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus::IntCounter;
 
 use crate::domain::caller::RateLimit;
 use crate::store::{rate_buckets, Store, StoreResult};
@@ -37,6 +46,12 @@ struct Lease {
     /// requests race for the last one).
     remaining: AtomicI64,
     expires_ms: AtomicI64,
+    /// The shared bucket holds no whole token before this time (on the
+    /// injectable clock), as its last lease here showed: until then this
+    /// replica refuses from memory, so a caller over its limit costs no
+    /// database writes. Only leases take tokens, and the bucket refills at
+    /// the quota's rate, so this refuses nothing a lease would grant.
+    empty_until_ms: AtomicI64,
     /// One lease at a time per caller on this replica.
     refill: tokio::sync::Mutex<()>,
 }
@@ -47,6 +62,7 @@ impl Lease {
             quota,
             remaining: AtomicI64::new(0),
             expires_ms: AtomicI64::new(i64::MIN),
+            empty_until_ms: AtomicI64::new(i64::MIN),
             refill: tokio::sync::Mutex::new(()),
         }
     }
@@ -56,15 +72,36 @@ impl Lease {
         now_ms < self.expires_ms.load(Ordering::Acquire)
             && self.remaining.fetch_sub(1, Ordering::AcqRel) > 0
     }
+
+    /// How long the bucket stays empty, while this replica knows it is.
+    fn empty_for(&self, now_ms: i64) -> Option<Duration> {
+        let until = self.empty_until_ms.load(Ordering::Acquire);
+        (now_ms < until).then(|| Duration::from_millis(until.abs_diff(now_ms)))
+    }
+}
+
+/// Milliseconds until a bucket with `left` tokens holds a whole one again,
+/// refilled at `per_second`: 0 when it holds one now.
+fn ms_until_whole(left: f64, per_second: u32) -> i64 {
+    let missing = (1.0 - left).max(0.0);
+    (missing * 1000.0 / f64::from(per_second.max(1))).ceil() as i64
 }
 
 /// This replica's slices, by caller.
-#[derive(Default)]
 pub struct FleetLimits {
     leases: Mutex<HashMap<String, Arc<Lease>>>,
+    /// Counts the statements that write a bucket.
+    writes: IntCounter,
 }
 
 impl FleetLimits {
+    pub fn new(writes: IntCounter) -> Self {
+        Self {
+            leases: Mutex::new(HashMap::new()),
+            writes,
+        }
+    }
+
     fn lease_of(&self, caller: &str, quota: RateLimit) -> Arc<Lease> {
         let mut leases = self.leases.lock().expect("lease map poisoned");
         match leases.get(caller) {
@@ -92,13 +129,20 @@ impl FleetLimits {
         if lease.spend(now_ms) {
             return Ok(Ok(()));
         }
+        if let Some(wait) = lease.empty_for(now_ms) {
+            return Ok(Err(wait));
+        }
         let _one_lease = lease.refill.lock().await;
         // Another request may have leased while this one waited.
         if lease.spend(now_ms) {
             return Ok(Ok(()));
         }
+        if let Some(wait) = lease.empty_for(now_ms) {
+            return Ok(Err(wait));
+        }
         let leased = {
             let mut conn = store.acquire().await?;
+            self.writes.inc();
             rate_buckets::lease(
                 &mut conn,
                 caller,
@@ -109,10 +153,12 @@ impl FleetLimits {
             )
             .await?
         };
+        let empty_ms = ms_until_whole(leased.left, quota.per_second);
+        lease
+            .empty_until_ms
+            .store(now_ms.saturating_add(empty_ms), Ordering::Release);
         if leased.granted == 0 {
-            let missing = (1.0 - leased.left).max(0.0);
-            let wait = missing / f64::from(quota.per_second.max(1));
-            return Ok(Err(Duration::from_secs_f64(wait.max(0.001))));
+            return Ok(Err(Duration::from_millis(empty_ms.max(1) as u64)));
         }
         // This request spends the first token of the slice.
         lease
@@ -128,6 +174,15 @@ impl FleetLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_bucket_waits_for_its_next_whole_token() {
+        assert_eq!(ms_until_whole(1.0, 1), 0);
+        assert_eq!(ms_until_whole(3.5, 1), 0);
+        assert_eq!(ms_until_whole(0.0, 1), 1000);
+        assert_eq!(ms_until_whole(0.75, 2), 125);
+        assert_eq!(ms_until_whole(0.0, 3), 334);
+    }
 
     #[test]
     fn slices_are_a_tenth_of_a_second_within_the_burst() {

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub change_notifications: IntCounterVec,
     pub change_listener_reconnects: IntCounter,
     pub change_listener_connected: IntGauge,
+    /// Statements that wrote a caller's fleet-wide bucket (`rate_buckets`):
+    /// a caller over its limit must not turn into a write load.
+    pub rate_bucket_writes: IntCounter,
 }
 
 impl Default for Metrics {
@@ -156,6 +159,11 @@ impl Metrics {
                  always 0 on SQLite",
             )
             .unwrap(),
+            rate_bucket_writes: IntCounter::new(
+                "rate_bucket_writes_total",
+                "Writes to the fleet-wide rate limit buckets (PostgreSQL): one per leased slice",
+            )
+            .unwrap(),
             registry,
         };
         for c in [
@@ -178,6 +186,7 @@ impl Metrics {
             Box::new(m.change_notifications.clone()),
             Box::new(m.change_listener_reconnects.clone()),
             Box::new(m.change_listener_connected.clone()),
+            Box::new(m.rate_bucket_writes.clone()),
         ] {
             m.registry.register(c).expect("metric names are unique");
         }

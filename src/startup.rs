@@ -80,7 +80,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         store,
         keyring,
         limits: RateLimits::new(&settings.tokens, clock.clone()),
-        fleet_limits: FleetLimits::default(),
+        fleet_limits: FleetLimits::new(metrics.rate_bucket_writes.clone()),
         settings: Arc::new(settings),
         clock,
         audit,

@@ -30,13 +30,11 @@ pub async fn record_in(conn: &mut Conn, event: AuditEvent) -> StoreResult<()> {
 /// What other replicas hear of an audited change: `<kind>:<name>`, from the
 /// action's family and the target (`secret.revoked` on `caller:svc-a` is
 /// `secret:svc-a`). Events that change nothing replicas keep in memory
-/// (pruning) are not announced.
+/// (pruning) are not announced; a revocation announces itself, with the
+/// token's `exp` (`crate::revoked::notification`).
 fn announced_change(event: &AuditEvent) -> Option<String> {
     let kind = event.action.split('.').next()?;
-    if !matches!(
-        kind,
-        "caller" | "secret" | "group" | "key" | "settings" | "token"
-    ) {
+    if !matches!(kind, "caller" | "secret" | "group" | "key" | "settings") {
         return None;
     }
     let target = event.target.as_deref().unwrap_or_default();

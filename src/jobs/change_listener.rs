@@ -1,8 +1,8 @@
 //! Applies the fleet's changes as they commit (PostgreSQL only): every
 //! committed change to callers, secrets, groups, keys, settings or revoked
 //! jtis arrives as a notification, and this replica reloads its key ring,
-//! drops its caller cache or reloads its revoked-jti set at once, instead
-//! of at the next periodic refresh.
+//! drops its caller cache or adds the revoked jti to its set at once,
+//! instead of at the next periodic refresh.
 //!
 //! Notifications sent while the connection is down are lost, so each
 //! (re)connection starts with a full reload. The periodic key refresh and
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::revoked;
 use crate::state::AppState;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -82,20 +83,28 @@ pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
 
 /// Brings this replica's in-memory state up to date with `changes`.
 pub async fn apply(state: &AppState, changes: &[String]) {
-    let kind = |c: &String| c.split(':').next().unwrap_or_default().to_owned();
     let mut what = Refresh::default();
     for change in changes {
-        let kind = kind(change);
+        let (kind, name) = change.split_once(':').unwrap_or((change, ""));
         state
             .metrics
             .change_notifications
-            .with_label_values(&[kind.as_str()])
+            .with_label_values(&[kind])
             .inc();
         // A deleted caller takes its keys along; a key change moves a
         // caller's signer.
-        what.keys |= matches!(kind.as_str(), "key" | "caller");
-        what.callers |= matches!(kind.as_str(), "caller" | "secret" | "group");
-        what.revoked |= kind == "token";
+        what.keys |= matches!(kind, "key" | "caller");
+        what.callers |= matches!(kind, "caller" | "secret" | "group");
+        if kind == "token" {
+            match revoked::parse_notification(name) {
+                // Heard late, after its token expired and was pruned:
+                // nothing to keep.
+                Some((_, exp)) if exp < revoked::keep_from(state.clock.now()) => {}
+                Some((jti, exp)) => state.revoked.insert(jti, exp),
+                // From an older replica: it does not say the exp.
+                None => what.revoked = true,
+            }
+        }
     }
     refresh(state, what).await;
 }

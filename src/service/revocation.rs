@@ -1,7 +1,8 @@
 //! Token revocation (RFC 7009; README, "Introspection and revocation"): by the caller a token was
 //! issued to, or by an admin for any jti. A revoked jti is stored until
 //! the token's `exp` (plus the leeway checks allow), committed with its
-//! `token.revoked` record, which also tells every replica (`token:<jti>`).
+//! `token.revoked` record and a notification that tells every replica
+//! (`token:<jti> exp=<exp>`).
 
 use serde_json::json;
 
@@ -10,11 +11,12 @@ use crate::clock::rfc3339;
 use crate::domain::claims::LEEWAY_SECS;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::error_chain::Chain;
+use crate::revoked;
 use crate::service::caller_auth::Principal;
 use crate::service::error::{ServiceError, ServiceResult};
 use crate::service::token_check;
 use crate::state::AppState;
-use crate::store::{revoked_tokens, StoreError};
+use crate::store::{changes, revoked_tokens, StoreError};
 
 /// The longest jti asapd accepts to revoke (its own are 24 characters).
 const MAX_JTI_LEN: usize = 255;
@@ -105,15 +107,17 @@ pub async fn revoke_jti(
     let now = state.clock.now();
     // No token asapd issued lives past this: keeping a jti longer is moot.
     let latest = now + i64::from(MAX_TOKEN_LIFETIME_SECS) + LEEWAY_SECS;
-    let (exp, source) = match expires_at {
-        Some(exp) => (exp.min(latest), ExpirySource::Request),
-        None => match issued_expiry(state, jti, now).await? {
-            Some(exp) => (exp, ExpirySource::Audit),
-            None => (
-                now + i64::from(MAX_TOKEN_LIFETIME_SECS),
-                ExpirySource::MaxLifetime,
-            ),
-        },
+    let issued = issued_expiry(state, jti, now).await?;
+    // A jti kept for less than its token lives would make the token valid
+    // again: an earlier `expires_at` than the token's own gives way.
+    let (exp, source) = match (expires_at.map(|exp| exp.min(latest)), issued) {
+        (Some(given), Some(exp)) if exp > given => (exp, ExpirySource::Audit),
+        (Some(given), _) => (given, ExpirySource::Request),
+        (None, Some(exp)) => (exp, ExpirySource::Audit),
+        (None, None) => (
+            now + i64::from(MAX_TOKEN_LIFETIME_SECS),
+            ExpirySource::MaxLifetime,
+        ),
     };
     let event = AuditEvent::new(
         origin,
@@ -168,11 +172,13 @@ async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ServiceResult<O
 }
 
 /// Stores the revocation with its record in one transaction, then puts the
-/// jti in this replica's set at once (the others hear `token:<jti>`).
+/// jti in this replica's set at once. The others hear the jti with its
+/// `exp` and add it to theirs, without reading the table.
 async fn store(state: &AppState, event: AuditEvent, jti: &str, exp: i64) -> ServiceResult<()> {
     let mut tx = state.store.begin().await?;
     revoked_tokens::insert(&mut tx, jti, exp).await?;
     audit::record_in(&mut tx, event).await?;
+    changes::announce(&mut tx, &revoked::notification(jti, exp)).await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.revoked.insert(jti, exp);
     Ok(())

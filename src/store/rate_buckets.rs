@@ -1,4 +1,6 @@
 //! The `rate_buckets` table: one token bucket per caller for the fleet.
+//! Its `per_second` and `burst` record the quota of the last lease, for
+//! reading only: the level carries over a change of quota.
 
 use super::{Conn, StoreResult};
 
@@ -10,14 +12,13 @@ pub struct Leased {
     pub left: f64,
 }
 
-/// The whole tokens in `b` now: refilled at `$5` per second since it was
-/// last touched, capped at the burst `$2`; a bucket filled under another
-/// quota starts over full, as a changed quota applies at once.
+/// The tokens in `b` now: refilled at `$5` per second since it was last
+/// touched, capped at the burst `$2`. A bucket last leased under another
+/// quota keeps its level (capped at the new burst): replicas that disagree
+/// on the quota must not refill it for each other.
 macro_rules! available {
     () => {
-        "(CASE WHEN b.per_second = $5 AND b.burst = $2 \
-           THEN LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_ms) * $5 / 1000.0) \
-           ELSE $2 END)"
+        "LEAST($2, b.tokens + GREATEST(0, $3 - b.updated_ms) * $5 / 1000.0)"
     };
 }
 

@@ -568,3 +568,105 @@ async fn a_revocation_on_one_replica_is_seen_by_the_other() {
     )
     .await;
 }
+
+/// An admin's `expires_at` earlier than the token's own `exp` does not let
+/// the token come back once it passes: the jti is kept until the later.
+#[tokio::test]
+async fn an_early_expires_at_does_not_let_a_revoked_token_come_back() {
+    let clock = Clock::manual(now());
+    let (app, a, b, _) = setup(clock.clone()).await;
+    let issued = app
+        .issued(&a, json!({"audience": "svc-b", "lifetime": 300}))
+        .await;
+    let token = issued["token"].as_str().unwrap();
+    let early = asapd::clock::rfc3339(clock.now() + 10);
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/tokens/revoke",
+            json!({"jti": issued["jti"], "expires_at": early}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["expires_at"], issued["expires_at"], "{body}");
+    assert_eq!(body["expiry_from"], "audit");
+
+    let prune = || asapd::jobs::revoked_tokens::run_once(&app.state);
+    // Past the early expiry and the leeway, the token itself still lives.
+    clock.advance(10 + 6 + 1);
+    assert_eq!(prune().await.unwrap(), Some(0));
+    app.assert_inactive(&b, token, "revoked, before its exp")
+        .await;
+    clock.advance(300 - 17 + 6);
+    assert_eq!(prune().await.unwrap(), Some(1));
+}
+
+/// PostgreSQL: a replica adds a jti revoked elsewhere from the notification
+/// alone, without reading the whole table again: a row written behind its
+/// back (no notification) stays unknown to it, until an older replica's
+/// notification without the exp makes it reload.
+#[tokio::test]
+async fn a_revocation_notification_is_applied_without_a_reload() {
+    if !is_postgres() {
+        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
+        return;
+    }
+    let one_hour = |s: &mut asapd::config::Settings| s.keys.refresh_interval_secs = 3600;
+    let app = spawn_app_with_clock(Clock::System, one_hour).await;
+    let replica = spawn_replica(&app, one_hour).await;
+    eventually("the replica listens", || async {
+        replica.metric("asapd_change_listener_connected", &[]) == Some(1.0)
+    })
+    .await;
+    let a = app.caller_granted("svc-a", &["svc-b"]).await;
+    let b = app.caller("svc-b", json!({})).await;
+    let mut issued = Vec::new();
+    for _ in 0..2 {
+        issued.push(app.issued(&a, json!({"audience": "svc-b"})).await);
+    }
+    let tokens: Vec<&str> = issued
+        .iter()
+        .map(|i| i["token"].as_str().unwrap())
+        .collect();
+    // Notifications are applied after the full reload a replica makes
+    // when it starts listening: once it has heard one, that is done.
+    eventually("the replica hears the callers created", || async {
+        replica
+            .metric("asapd_change_notifications_total", &[])
+            .unwrap_or(0.0)
+            > 0.0
+    })
+    .await;
+    eventually("the replica sees the tokens active", || async {
+        replica.introspect(&b, tokens[1]).await["active"] == true
+    })
+    .await;
+    let mut conn = app.state.store.acquire().await.unwrap();
+    let jti = issued[1]["jti"].as_str().unwrap();
+    asapd::store::revoked_tokens::insert(&mut conn, jti, now() + 60)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(app.revoke(&a, tokens[0]).await.status(), StatusCode::OK);
+    eventually("the replica sees the notified revocation", || async {
+        replica.introspect(&b, tokens[0]).await == json!({"active": false})
+    })
+    .await;
+    assert_eq!(
+        replica.introspect(&b, tokens[1]).await["active"],
+        true,
+        "the replica read the whole table again"
+    );
+    // An older replica, mid rolling deploy, says only `token:<jti>`: that
+    // makes this one read the table.
+    let mut conn = app.state.store.acquire().await.unwrap();
+    asapd::store::changes::announce(&mut conn, &format!("token:{jti}"))
+        .await
+        .unwrap();
+    drop(conn);
+    eventually("an old-style notification reloads the table", || async {
+        replica.introspect(&b, tokens[1]).await == json!({"active": false})
+    })
+    .await;
+}

@@ -261,3 +261,74 @@ async fn one_rate_limit_holds_for_the_fleet() {
     let issued = alternate(&a, &b, &bigger, 60).await;
     assert!((20..=fleet_bound(100, 20, 2)).contains(&issued), "{issued}");
 }
+
+/// Bucket writes both replicas have made so far.
+fn bucket_writes(a: &TestApp, b: &TestApp) -> f64 {
+    let of = |app: &TestApp| app.metric("asapd_rate_bucket_writes_total", &[]).unwrap();
+    of(a) + of(b)
+}
+
+/// A caller over its limit is refused from memory until its bucket next
+/// holds a token: hammering asapd does not hammer PostgreSQL.
+#[tokio::test]
+async fn a_refused_burst_makes_at_most_a_handful_of_writes() {
+    let Some((a, b)) = two_replicas_on(Clock::manual(1_900_000_000)).await else {
+        return;
+    };
+    let caller = a.caller_granted("svc-a", &["svc-b"]).await;
+    a.admin_json(
+        Method::PATCH,
+        "/v1/admin/callers/svc-a",
+        json!({"rate_limit": {"per_second": 1, "burst": 6}}),
+    )
+    .await;
+    let before = bucket_writes(&a, &b);
+    let requests = 400;
+    let issued = alternate(&a, &b, &caller, requests).await;
+    let writes = bucket_writes(&a, &b) - before;
+    eprintln!("{requests} requests through two replicas: {issued} tokens, {writes} bucket writes");
+    assert_eq!(issued, 6);
+    // One lease per token (slices of one), and one per replica that finds
+    // the bucket empty.
+    assert!(writes <= 6.0 + 2.0, "{writes} writes for {issued} tokens");
+
+    // Refused until the bucket holds a token again, which a lease then takes.
+    a.state.clock.advance_ms(999);
+    let before = bucket_writes(&a, &b);
+    assert_eq!(alternate(&a, &b, &caller, 100).await, 0);
+    assert_eq!(bucket_writes(&a, &b), before, "refused from memory");
+    a.state.clock.advance_ms(1);
+    assert_eq!(alternate(&a, &b, &caller, 100).await, 1);
+    assert!(bucket_writes(&a, &b) - before <= 3.0);
+}
+
+/// During a rolling change of the default quota replicas disagree on it;
+/// a caller without its own limit still gets no more than the README's
+/// bound with the larger of the two quotas.
+#[tokio::test]
+async fn replicas_with_different_default_quotas_stay_within_the_bound() {
+    if !is_postgres() {
+        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
+        return;
+    }
+    let quota = |per_second: u32| {
+        move |s: &mut asapd::config::Settings| {
+            s.keys.refresh_interval_secs = NO_REFRESH;
+            s.tokens.rate_limit_per_second = per_second;
+            s.tokens.rate_limit_burst = 6;
+        }
+    };
+    let a = spawn_app_with_clock(Clock::manual(1_900_000_000), quota(1)).await;
+    let b = spawn_replica(&a, quota(2)).await;
+    let caller = a.caller_granted("svc-a", &["svc-b"]).await;
+    let mut issued = alternate(&a, &b, &caller, 20).await;
+    // Ten seconds of test-clock time, four requests every 100 ms.
+    for _ in 0..100 {
+        a.state.clock.advance_ms(100);
+        issued += alternate(&a, &b, &caller, 4).await;
+    }
+    let bound = fleet_bound(2, 6, 2) + 2 * 10;
+    eprintln!("{issued} tokens in 10 s with defaults of 1/s and 2/s (bound {bound})");
+    assert!(issued <= bound, "{issued} tokens; bound {bound}");
+    assert!(issued >= 6 + 10, "at least the slower quota: {issued}");
+}

@@ -21,6 +21,7 @@ pub struct RevokeToken {
     pub jti: String,
     /// The token's `exp`, RFC 3339. Default: the expiry its `token.issued`
     /// record holds, or an hour (the longest lifetime) if there is none.
+    /// A time before the expiry in that record gives way to it.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
@@ -38,7 +39,10 @@ pub struct RevokedToken {
 ///
 /// From then on introspection reports it inactive on every replica, and the
 /// admin API refuses it as a Bearer token. The jti is kept until the
-/// token's `exp`, then pruned. Revoking a jti twice is harmless.
+/// token's `exp`, then pruned: an `expires_at` earlier than the expiry in
+/// the jti's `token.issued` record is overruled by it (`expiry_from:
+/// audit`), so a revocation never lapses while its token lives. Revoking
+/// a jti twice is harmless.
 #[utoipa::path(tag = "admin", security(("basic" = [])), request_body = RevokeToken, responses(
     (status = 200, body = RevokedToken),
     (status = 400, body = Problem, content_type = "application/problem+json"),
