@@ -8,7 +8,7 @@ LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
 # `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
 PREFIX ?= /usr/local
 
-.PHONY: run build install test test-sqlite test-postgres interop contract fleet qsh-vectors promtool docs-browser postman lint fmt openapi bench clean
+.PHONY: run build install test test-sqlite test-postgres interop contract fleet qsh-vectors promtool docs-browser postman lint fmt openapi bench fuzz clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -97,6 +97,14 @@ openapi:
 	$(CARGO) run --quiet -- openapi > openapi/openapi.json
 
 bench: ; bash benches/run.sh
+
+## The property tests of tests/props/ (hostile input to every parser that
+## takes it from outside) with many more cases than `make test` gives them
+## (PROPTEST_CASES, default 64): tens of minutes, so outside CI. The
+## black-box properties run a quarter of FUZZ_CASES each.
+FUZZ_CASES ?= 20000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --locked --test props
 
 clean:
 	$(CARGO) clean

@@ -136,12 +136,34 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
-    let path = if path == "." { String::new() } else { path };
     let inner = e.into_inner();
     if inner.is_syntax() || inner.is_eof() {
         not_json(&inner)
     } else {
-        ApiError::bad_field(path, without_position(inner.to_string()))
+        let message = without_position(inner.to_string());
+        ApiError::bad_field(field_at_fault(&path, &message), message)
+    }
+}
+
+/// The field an error is about: its path, or, for the errors serde raises
+/// about a whole object (`missing field `audience``, `duplicate field
+/// `actor``), the field the message names. Empty when neither says.
+pub(crate) fn field_at_fault(path: &str, message: &str) -> String {
+    let within = |prefix: &str| {
+        if path == "." {
+            prefix.to_owned()
+        } else {
+            format!("{path}.{prefix}")
+        }
+    };
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|start| message.strip_prefix(start)?.split_once('`'))
+        .map(|(field, _)| within(field));
+    match named {
+        Some(field) => field,
+        None if path == "." => String::new(),
+        None => path.to_owned(),
     }
 }
 

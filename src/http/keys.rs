@@ -127,12 +127,20 @@ fn cacheable(
 }
 
 /// RFC 9110 §13.1.2: `*`, or a list of tags compared weakly (a `W/`
-/// prefix does not matter for `If-None-Match`).
+/// prefix does not matter for `If-None-Match`). A tag's opaque part may
+/// hold commas (`"a,*,b"` is one tag), so the list splits only on commas
+/// outside quotes.
 fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| {
+            let mut quoted = false;
+            v.split(move |c| {
+                quoted ^= c == '"';
+                c == ',' && !quoted
+            })
+        })
         .map(|t| t.trim())
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }

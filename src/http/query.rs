@@ -7,6 +7,7 @@ use futures_util::future::{ready, Ready};
 use serde::de::DeserializeOwned;
 
 use crate::http::error::ApiError;
+use crate::http::json::field_at_fault;
 
 pub struct ApiQuery<T>(pub T);
 
@@ -23,8 +24,8 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
                 .map(ApiQuery)
                 .map_err(|e| {
                     let path = e.path().to_string();
-                    let path = if path == "." { String::new() } else { path };
-                    ApiError::bad_field(path, e.into_inner().to_string())
+                    let message = e.into_inner().to_string();
+                    ApiError::bad_field(field_at_fault(&path, &message), message)
                 }),
         )
     }
