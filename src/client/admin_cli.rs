@@ -270,107 +270,94 @@ enum Call {
 
 /// Maps a command to the request it makes.
 fn plan(resource: AdminResource) -> anyhow::Result<(Common, Call)> {
-    use Method as M;
-    let once = |m: Method, path: String, body: Option<Value>| Call::Once(m, path, body);
     Ok(match resource {
-        AdminResource::Callers { common, verb } => {
-            let call = match verb {
-                CallerVerb::Crud(verb) => crud("/callers", verb)?,
-                CallerVerb::Disable { name } => once(
-                    M::PATCH,
-                    format!("/callers/{}", segment(&name)),
-                    Some(json!({"enabled": false})),
-                ),
-            };
-            (common, call)
-        }
+        AdminResource::Callers { common, verb } => (common, callers(verb)?),
         AdminResource::Groups { common, verb } => (common, crud("/groups", verb)?),
-        AdminResource::Keys { common, verb } => {
-            let call = match verb {
-                KeyVerb::List { caller } => {
-                    once(M::GET, format!("/callers/{}/keys", segment(&caller)), None)
-                }
-                KeyVerb::Get { kid } => once(M::GET, format!("/keys/{}", segment(&kid)), None),
-                KeyVerb::Generate { caller, body } => once(
-                    M::POST,
-                    format!("/callers/{}/keys", segment(&caller)),
-                    Some(body.build()?),
-                ),
-                KeyVerb::Import {
-                    caller,
-                    private_key_file,
-                    body,
-                } => {
-                    let pem = std::fs::read_to_string(&private_key_file).with_context(|| {
-                        format!("reading the private key {}", private_key_file.display())
-                    })?;
-                    let mut body = body.build()?;
-                    body["private_key"] = Value::String(pem);
-                    once(
-                        M::POST,
-                        format!("/callers/{}/keys/import", segment(&caller)),
-                        Some(body),
-                    )
-                }
-                KeyVerb::Rotate { caller } => once(
-                    M::POST,
-                    format!("/callers/{}/keys/rotate", segment(&caller)),
-                    None,
-                ),
-                KeyVerb::Revoke { kid } => {
-                    once(M::POST, format!("/keys/{}/revoke", segment(&kid)), None)
-                }
-            };
-            (common, call)
+        AdminResource::Keys { common, verb } => (common, keys(verb)?),
+        AdminResource::Secrets { common, verb } => (common, secrets(verb)),
+        AdminResource::Audit { common, verb } => (common, audit(verb)),
+        AdminResource::Settings { common, verb } => (common, settings(verb)?),
+    })
+}
+
+fn callers(verb: CallerVerb) -> anyhow::Result<Call> {
+    Ok(match verb {
+        CallerVerb::Crud(verb) => crud("/callers", verb)?,
+        CallerVerb::Disable { name } => Call::Once(
+            Method::PATCH,
+            format!("/callers/{}", segment(&name)),
+            Some(json!({"enabled": false})),
+        ),
+    })
+}
+
+fn keys(verb: KeyVerb) -> anyhow::Result<Call> {
+    let keys_of = |caller: &str| format!("/callers/{}/keys", segment(caller));
+    let key = |kid: &str| format!("/keys/{}", segment(kid));
+    Ok(match verb {
+        KeyVerb::List { caller } => Call::Once(Method::GET, keys_of(&caller), None),
+        KeyVerb::Get { kid } => Call::Once(Method::GET, key(&kid), None),
+        KeyVerb::Generate { caller, body } => {
+            Call::Once(Method::POST, keys_of(&caller), Some(body.build()?))
         }
-        AdminResource::Secrets { common, verb } => {
-            let call = match verb {
-                SecretVerb::List { caller } => once(
-                    M::GET,
-                    format!("/callers/{}/secrets", segment(&caller)),
-                    None,
-                ),
-                SecretVerb::Add { caller } => once(
-                    M::POST,
-                    format!("/callers/{}/secrets", segment(&caller)),
-                    None,
-                ),
-                SecretVerb::Revoke { caller, id } => once(
-                    M::DELETE,
-                    format!("/callers/{}/secrets/{}", segment(&caller), segment(&id)),
-                    None,
-                ),
-            };
-            (common, call)
+        KeyVerb::Import {
+            caller,
+            private_key_file,
+            body,
+        } => {
+            let pem = std::fs::read_to_string(&private_key_file).with_context(|| {
+                format!("reading the private key {}", private_key_file.display())
+            })?;
+            let mut body = body.build()?;
+            body["private_key"] = Value::String(pem);
+            let path = format!("{}/import", keys_of(&caller));
+            Call::Once(Method::POST, path, Some(body))
         }
-        AdminResource::Audit { common, verb } => {
-            let call = match verb {
-                AuditVerb::Query {
-                    filter,
-                    limit,
-                    cursor,
-                } => {
-                    let mut query = filter.pairs();
-                    query.extend(limit.map(|l| ("limit", l.to_string())));
-                    query.extend(cursor.map(|c| ("cursor", c)));
-                    once(M::GET, format!("/audit?{}", encode(&query)), None)
-                }
-                AuditVerb::Tail {
-                    filter,
-                    interval_ms,
-                } => Call::Tail(encode(&filter.pairs()), Duration::from_millis(interval_ms)),
-                AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
-            };
-            (common, call)
+        KeyVerb::Rotate { caller } => {
+            Call::Once(Method::POST, format!("{}/rotate", keys_of(&caller)), None)
         }
-        AdminResource::Settings { common, verb } => {
-            let call = match verb {
-                SettingsVerb::Get { name } => once(M::GET, name.path().into(), None),
-                SettingsVerb::Set { name, body } => {
-                    once(M::PUT, name.path().into(), Some(body.build()?))
-                }
-            };
-            (common, call)
+        KeyVerb::Revoke { kid } => Call::Once(Method::POST, format!("{}/revoke", key(&kid)), None),
+    })
+}
+
+fn secrets(verb: SecretVerb) -> Call {
+    let secrets_of = |caller: &str| format!("/callers/{}/secrets", segment(caller));
+    match verb {
+        SecretVerb::List { caller } => Call::Once(Method::GET, secrets_of(&caller), None),
+        SecretVerb::Add { caller } => Call::Once(Method::POST, secrets_of(&caller), None),
+        SecretVerb::Revoke { caller, id } => Call::Once(
+            Method::DELETE,
+            format!("{}/{}", secrets_of(&caller), segment(&id)),
+            None,
+        ),
+    }
+}
+
+fn audit(verb: AuditVerb) -> Call {
+    match verb {
+        AuditVerb::Query {
+            filter,
+            limit,
+            cursor,
+        } => {
+            let mut query = filter.pairs();
+            query.extend(limit.map(|l| ("limit", l.to_string())));
+            query.extend(cursor.map(|c| ("cursor", c)));
+            Call::Once(Method::GET, format!("/audit?{}", encode(&query)), None)
+        }
+        AuditVerb::Tail {
+            filter,
+            interval_ms,
+        } => Call::Tail(encode(&filter.pairs()), Duration::from_millis(interval_ms)),
+        AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
+    }
+}
+
+fn settings(verb: SettingsVerb) -> anyhow::Result<Call> {
+    Ok(match verb {
+        SettingsVerb::Get { name } => Call::Once(Method::GET, name.path().into(), None),
+        SettingsVerb::Set { name, body } => {
+            Call::Once(Method::PUT, name.path().into(), Some(body.build()?))
         }
     })
 }

@@ -51,7 +51,12 @@ async fn token_and_verify_work_against_a_dev_server() {
     let cert_arg = cert.to_str().unwrap();
     let base = format!("https://127.0.0.1:{}", server.port);
     let repository = format!("{base}/v1/keys/");
-    let http = asapd::client::http_client(Some(&cert)).unwrap();
+    crate::helpers::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
 
     let admin_post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))

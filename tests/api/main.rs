@@ -20,6 +20,7 @@ mod http_layer;
 mod import_kid;
 mod introspection;
 mod keys;
+mod logs;
 mod metrics;
 mod mirror;
 mod oauth2;
