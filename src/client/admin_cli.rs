@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::admin::{print, segment, AdminClient, Credentials};
+use super::tail::Tail;
 
 /// The admin resources, flattened into `asapd`'s own commands.
 #[derive(Subcommand)]
@@ -173,9 +174,9 @@ pub enum SecretVerb {
     },
 }
 
-/// Filters of the audit query.
+/// Filters on an event's fields, each an exact match.
 #[derive(Args)]
-pub struct AuditFilter {
+pub struct EventFilter {
     #[arg(long)]
     action: Option<String>,
     #[arg(long)]
@@ -184,6 +185,13 @@ pub struct AuditFilter {
     actor: Option<String>,
     #[arg(long)]
     target: Option<String>,
+}
+
+/// Filters of the audit query.
+#[derive(Args)]
+pub struct AuditFilter {
+    #[command(flatten)]
+    event: EventFilter,
     /// RFC 3339 time, inclusive.
     #[arg(long)]
     from: Option<String>,
@@ -204,13 +212,18 @@ pub enum AuditVerb {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// Print new events as they are recorded, oldest first, until stopped.
+    /// Print every new event once, oldest first, until stopped.
     Tail {
         #[command(flatten)]
-        filter: AuditFilter,
+        filter: EventFilter,
         /// How often to ask, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// How long to wait for an event whose id is below one already
+        /// seen (PostgreSQL commits out of id order) before saying on
+        /// standard error that it was not shown, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        grace_ms: u64,
     },
     /// Every matching event as NDJSON on standard output.
     Export {
@@ -256,7 +269,10 @@ pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
             let answer = client.call(method, &path, body.as_ref()).await?;
             print(&answer, common.json);
         }
-        Call::Tail(query, interval) => tail(&client, &query, interval, common.json).await?,
+        Call::Tail(mut tail) => {
+            tail.json = common.json;
+            super::tail::run(&client, &tail).await?
+        }
         Call::Export(query) => export(&client, &query).await?,
     }
     Ok(())
@@ -264,7 +280,7 @@ pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
 
 enum Call {
     Once(Method, String, Option<Value>),
-    Tail(String, Duration),
+    Tail(Tail),
     Export(String),
 }
 
@@ -348,7 +364,13 @@ fn audit(verb: AuditVerb) -> Call {
         AuditVerb::Tail {
             filter,
             interval_ms,
-        } => Call::Tail(encode(&filter.pairs()), Duration::from_millis(interval_ms)),
+            grace_ms,
+        } => Call::Tail(Tail {
+            filter: filter.pairs(),
+            interval: Duration::from_millis(interval_ms),
+            grace: Duration::from_millis(grace_ms),
+            json: false,
+        }),
         AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
     }
 }
@@ -419,15 +441,13 @@ impl Body {
     }
 }
 
-impl AuditFilter {
+impl EventFilter {
     fn pairs(self) -> Vec<(&'static str, String)> {
         [
             ("action", self.action),
             ("outcome", self.outcome),
             ("actor", self.actor),
             ("target", self.target),
-            ("from", self.from),
-            ("to", self.to),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -435,50 +455,17 @@ impl AuditFilter {
     }
 }
 
-fn encode(pairs: &[(&str, String)]) -> String {
-    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
+impl AuditFilter {
+    fn pairs(self) -> Vec<(&'static str, String)> {
+        let mut pairs = self.event.pairs();
+        pairs.extend(self.from.map(|v| ("from", v)));
+        pairs.extend(self.to.map(|v| ("to", v)));
+        pairs
+    }
 }
 
-/// Polls the newest page and prints what is newer than the last event
-/// seen, oldest first. The first poll only sets the starting point, as
-/// `tail -f` starts at the end.
-async fn tail(
-    client: &AdminClient,
-    query: &str,
-    interval: Duration,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut seen: Option<i64> = None;
-    loop {
-        let page = client
-            .call(Method::GET, &format!("/audit?limit=1000&{query}"), None)
-            .await?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        let newest = events.iter().filter_map(|e| e["id"].as_i64()).max();
-        if let Some(last) = seen {
-            for event in events
-                .iter()
-                .rev()
-                .filter(|e| e["id"].as_i64() > Some(last))
-            {
-                if json {
-                    println!("{event}");
-                } else {
-                    println!(
-                        "{}  {}  {}  {}  {}",
-                        event["time"].as_str().unwrap_or("-"),
-                        event["action"].as_str().unwrap_or("-"),
-                        event["outcome"].as_str().unwrap_or("-"),
-                        event["actor"].as_str().unwrap_or("-"),
-                        event["target"].as_str().unwrap_or("-"),
-                    );
-                }
-            }
-            std::io::stdout().flush()?;
-        }
-        seen = seen.max(newest).or(Some(0));
-        tokio::time::sleep(interval).await;
-    }
+pub(super) fn encode(pairs: &[(&str, String)]) -> String {
+    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
 }
 
 /// Streams the export to standard output as it arrives, with a line count

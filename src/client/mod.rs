@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod admin_cli;
 pub mod health;
+mod tail;
 mod tls;
 pub mod token;
 pub mod verify;
