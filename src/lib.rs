@@ -2,7 +2,6 @@
 
 pub mod audit;
 pub mod caller_cache;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -5,9 +5,121 @@
 //! codes, caller names (admin-controlled), algorithms, reasons. Never a
 //! kid, jti, IP address or free text.
 
+use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// A counter's or gauge's name, help text and labels: the catalogue
+/// below, so that `Metrics::new` reads as one line per metric.
+struct Spec {
+    name: &'static str,
+    help: &'static str,
+    labels: &'static [&'static str],
+}
+
+const HTTP_REQUESTS: Spec = Spec {
+    name: "http_requests_total",
+    help: "HTTP requests by route pattern, method and status",
+    labels: &["route", "method", "status"],
+};
+
+const TOKENS_ISSUED: Spec = Spec {
+    name: "tokens_issued_total",
+    help: "Tokens issued by caller and algorithm",
+    labels: &["caller", "algorithm"],
+};
+
+const TOKEN_DENIALS: Spec = Spec {
+    name: "token_denials_total",
+    help: "Token requests denied, by rule",
+    labels: &["reason"],
+};
+
+const AUTH_FAILURES: Spec = Spec {
+    name: "auth_failures_total",
+    help: "Failed caller authentications",
+    labels: &[],
+};
+
+const RATE_LIMITED: Spec = Spec {
+    name: "rate_limited_total",
+    help: "Requests refused by a rate limit",
+    labels: &["limit"],
+};
+
+const KEYS: Spec = Spec {
+    name: "keys",
+    help: "Keys by state",
+    labels: &["state"],
+};
+
+const ACTIVE_KEY_AGE: Spec = Spec {
+    name: "active_key_age_seconds",
+    help: "Age of each caller's active key",
+    labels: &["caller"],
+};
+
+const AUDIT_PRUNED: Spec = Spec {
+    name: "audit_pruned_rows_total",
+    help: "Audit rows deleted by pruning",
+    labels: &[],
+};
+
+const AUDIT_WRITE_FAILURES: Spec = Spec {
+    name: "audit_write_failures_total",
+    help: "Audit batches that could not be committed",
+    labels: &[],
+};
+
+const CALLER_ACTIVE_KEY: Spec = Spec {
+    name: "caller_active_key",
+    help: "Whether each enabled caller has an active key (1) or not (0)",
+    labels: &["caller"],
+};
+
+const CALLER_ROTATION_PERIOD: Spec = Spec {
+    name: "caller_rotation_period_seconds",
+    help: "Each enabled caller's key rotation period",
+    labels: &["caller"],
+};
+
+const DB_CONNECTIONS: Spec = Spec {
+    name: "db_pool_connections",
+    help: "Database pool connections by state",
+    labels: &["state"],
+};
+
+const DB_UP: Spec = Spec {
+    name: "database_up",
+    help: "Whether the last scrape could read the database (1) or not (0)",
+    labels: &[],
+};
+
+const CHANGE_NOTIFICATIONS: Spec = Spec {
+    name: "change_notifications_total",
+    help: "Change notifications heard from the fleet (PostgreSQL), by kind",
+    labels: &["kind"],
+};
+
+const CHANGE_LISTENER_RECONNECTS: Spec = Spec {
+    name: "change_listener_reconnects_total",
+    help: "Times the change listener lost its connection, reconnected and reloaded",
+    labels: &[],
+};
+
+const RATE_BUCKET_WRITES: Spec = Spec {
+    name: "rate_bucket_writes_total",
+    help: "Writes to the fleet-wide rate limit buckets (PostgreSQL): one per leased slice",
+    labels: &[],
+};
+
+const CHANGE_LISTENER_CONNECTED: Spec = Spec {
+    name: "change_listener_connected",
+    help: "Whether this replica hears the fleet's change notifications (1) or not (0); \
+                 always 0 on SQLite",
+    labels: &[],
 };
 
 pub struct Metrics {
@@ -51,146 +163,43 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry =
-            Registry::new_custom(Some("asapd".into()), None).expect("a valid metrics prefix");
-        let m = Self {
-            http_requests: IntCounterVec::new(
-                Opts::new(
-                    "http_requests_total",
-                    "HTTP requests by route pattern, method and status",
-                ),
-                &["route", "method", "status"],
-            )
-            .unwrap(),
-            http_duration: HistogramVec::new(
+        let r = Registry::new_custom(Some("asapd".into()), None).expect("a valid metrics prefix");
+        Self {
+            http_requests: counter_vec(&r, &HTTP_REQUESTS),
+            http_duration: histogram_vec(
+                &r,
                 HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
                     .buckets(exponential_buckets(0.0001, 2.5, 14).unwrap()),
                 &["route", "method"],
-            )
-            .unwrap(),
-            tokens_issued: IntCounterVec::new(
-                Opts::new(
-                    "tokens_issued_total",
-                    "Tokens issued by caller and algorithm",
-                ),
-                &["caller", "algorithm"],
-            )
-            .unwrap(),
-            token_denials: IntCounterVec::new(
-                Opts::new("token_denials_total", "Token requests denied, by rule"),
-                &["reason"],
-            )
-            .unwrap(),
-            auth_failures: IntCounter::new("auth_failures_total", "Failed caller authentications")
-                .unwrap(),
-            rate_limited: IntCounterVec::new(
-                Opts::new("rate_limited_total", "Requests refused by a rate limit"),
-                &["limit"],
-            )
-            .unwrap(),
-            keys: IntGaugeVec::new(Opts::new("keys", "Keys by state"), &["state"]).unwrap(),
-            active_key_age: IntGaugeVec::new(
-                Opts::new("active_key_age_seconds", "Age of each caller's active key"),
-                &["caller"],
-            )
-            .unwrap(),
-            audit_write_seconds: Histogram::with_opts(
+            ),
+            tokens_issued: counter_vec(&r, &TOKENS_ISSUED),
+            token_denials: counter_vec(&r, &TOKEN_DENIALS),
+            auth_failures: counter(&r, &AUTH_FAILURES),
+            rate_limited: counter_vec(&r, &RATE_LIMITED),
+            keys: gauge_vec(&r, &KEYS),
+            active_key_age: gauge_vec(&r, &ACTIVE_KEY_AGE),
+            audit_write_seconds: histogram(
+                &r,
                 HistogramOpts::new("audit_write_seconds", "Audit batch commit latency")
                     .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
-            )
-            .unwrap(),
-            audit_batch_size: Histogram::with_opts(
+            ),
+            audit_batch_size: histogram(
+                &r,
                 HistogramOpts::new("audit_batch_size", "Audit events per commit")
                     .buckets(exponential_buckets(1.0, 2.0, 10).unwrap()),
-            )
-            .unwrap(),
-            audit_pruned: IntCounter::new(
-                "audit_pruned_rows_total",
-                "Audit rows deleted by pruning",
-            )
-            .unwrap(),
-            audit_write_failures: IntCounter::new(
-                "audit_write_failures_total",
-                "Audit batches that could not be committed",
-            )
-            .unwrap(),
-            caller_active_key: IntGaugeVec::new(
-                Opts::new(
-                    "caller_active_key",
-                    "Whether each enabled caller has an active key (1) or not (0)",
-                ),
-                &["caller"],
-            )
-            .unwrap(),
-            caller_rotation_period: IntGaugeVec::new(
-                Opts::new(
-                    "caller_rotation_period_seconds",
-                    "Each enabled caller's key rotation period",
-                ),
-                &["caller"],
-            )
-            .unwrap(),
-            db_connections: IntGaugeVec::new(
-                Opts::new("db_pool_connections", "Database pool connections by state"),
-                &["state"],
-            )
-            .unwrap(),
-            db_up: IntGauge::new(
-                "database_up",
-                "Whether the last scrape could read the database (1) or not (0)",
-            )
-            .unwrap(),
-            change_notifications: IntCounterVec::new(
-                Opts::new(
-                    "change_notifications_total",
-                    "Change notifications heard from the fleet (PostgreSQL), by kind",
-                ),
-                &["kind"],
-            )
-            .unwrap(),
-            change_listener_reconnects: IntCounter::new(
-                "change_listener_reconnects_total",
-                "Times the change listener lost its connection, reconnected and reloaded",
-            )
-            .unwrap(),
-            change_listener_connected: IntGauge::new(
-                "change_listener_connected",
-                "Whether this replica hears the fleet's change notifications (1) or not (0); \
-                 always 0 on SQLite",
-            )
-            .unwrap(),
-            rate_bucket_writes: IntCounter::new(
-                "rate_bucket_writes_total",
-                "Writes to the fleet-wide rate limit buckets (PostgreSQL): one per leased slice",
-            )
-            .unwrap(),
-            registry,
-        };
-        for c in [
-            Box::new(m.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(m.http_duration.clone()),
-            Box::new(m.tokens_issued.clone()),
-            Box::new(m.token_denials.clone()),
-            Box::new(m.auth_failures.clone()),
-            Box::new(m.rate_limited.clone()),
-            Box::new(m.keys.clone()),
-            Box::new(m.active_key_age.clone()),
-            Box::new(m.audit_write_seconds.clone()),
-            Box::new(m.audit_batch_size.clone()),
-            Box::new(m.audit_pruned.clone()),
-            Box::new(m.audit_write_failures.clone()),
-            Box::new(m.caller_active_key.clone()),
-            Box::new(m.caller_rotation_period.clone()),
-            Box::new(m.db_connections.clone()),
-            Box::new(m.db_up.clone()),
-            Box::new(m.change_notifications.clone()),
-            Box::new(m.change_listener_reconnects.clone()),
-            Box::new(m.change_listener_connected.clone()),
-            Box::new(m.rate_bucket_writes.clone()),
-        ] {
-            m.registry.register(c).expect("metric names are unique");
+            ),
+            audit_pruned: counter(&r, &AUDIT_PRUNED),
+            audit_write_failures: counter(&r, &AUDIT_WRITE_FAILURES),
+            caller_active_key: gauge_vec(&r, &CALLER_ACTIVE_KEY),
+            caller_rotation_period: gauge_vec(&r, &CALLER_ROTATION_PERIOD),
+            db_connections: gauge_vec(&r, &DB_CONNECTIONS),
+            db_up: gauge(&r, &DB_UP),
+            change_notifications: counter_vec(&r, &CHANGE_NOTIFICATIONS),
+            change_listener_reconnects: counter(&r, &CHANGE_LISTENER_RECONNECTS),
+            change_listener_connected: gauge(&r, &CHANGE_LISTENER_CONNECTED),
+            rate_bucket_writes: counter(&r, &RATE_BUCKET_WRITES),
+            registry: r,
         }
-        m
     }
 
     /// The text exposition format.
@@ -201,4 +210,46 @@ impl Metrics {
             .expect("encoding metrics into memory cannot fail");
         out
     }
+}
+
+/// Registers `metric` in `registry` and hands it back. The names and
+/// options are this file's constants, so a failure is a bug caught by any
+/// test that builds an app.
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn counter(r: &Registry, spec: &Spec) -> IntCounter {
+    registered(
+        r,
+        IntCounter::new(spec.name, spec.help).expect("valid counter"),
+    )
+}
+
+fn counter_vec(r: &Registry, spec: &Spec) -> IntCounterVec {
+    let opts = Opts::new(spec.name, spec.help);
+    registered(
+        r,
+        IntCounterVec::new(opts, spec.labels).expect("valid counter"),
+    )
+}
+
+fn gauge(r: &Registry, spec: &Spec) -> IntGauge {
+    registered(r, IntGauge::new(spec.name, spec.help).expect("valid gauge"))
+}
+
+fn gauge_vec(r: &Registry, spec: &Spec) -> IntGaugeVec {
+    let opts = Opts::new(spec.name, spec.help);
+    registered(r, IntGaugeVec::new(opts, spec.labels).expect("valid gauge"))
+}
+
+fn histogram(r: &Registry, opts: HistogramOpts) -> Histogram {
+    registered(r, Histogram::with_opts(opts).expect("valid histogram"))
+}
+
+fn histogram_vec(r: &Registry, opts: HistogramOpts, labels: &[&str]) -> HistogramVec {
+    registered(r, HistogramVec::new(opts, labels).expect("valid histogram"))
 }

@@ -1,5 +1,7 @@
 //! Logging setup. Filter with `ASAPD_LOG` (e.g. `info,asapd=debug`).
 
+use std::io::IsTerminal;
+
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -13,7 +15,10 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: in a file, a pipe
+        // or a log collector they are noise in every line.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Json => builder.json().finish().with(ClientStreamErrors).try_init(),
         LogFormat::Text => builder.finish().with(ClientStreamErrors).try_init(),

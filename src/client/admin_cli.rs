@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::admin::{print, segment, AdminClient, Credentials};
+use super::tail::Tail;
 
 /// The admin resources, flattened into `asapd`'s own commands.
 #[derive(Subcommand)]
@@ -173,9 +174,9 @@ pub enum SecretVerb {
     },
 }
 
-/// Filters of the audit query.
+/// Filters on an event's fields, each an exact match.
 #[derive(Args)]
-pub struct AuditFilter {
+pub struct EventFilter {
     #[arg(long)]
     action: Option<String>,
     #[arg(long)]
@@ -184,6 +185,13 @@ pub struct AuditFilter {
     actor: Option<String>,
     #[arg(long)]
     target: Option<String>,
+}
+
+/// Filters of the audit query.
+#[derive(Args)]
+pub struct AuditFilter {
+    #[command(flatten)]
+    event: EventFilter,
     /// RFC 3339 time, inclusive.
     #[arg(long)]
     from: Option<String>,
@@ -204,13 +212,18 @@ pub enum AuditVerb {
         #[arg(long)]
         cursor: Option<String>,
     },
-    /// Print new events as they are recorded, oldest first, until stopped.
+    /// Print every new event once, oldest first, until stopped.
     Tail {
         #[command(flatten)]
-        filter: AuditFilter,
+        filter: EventFilter,
         /// How often to ask, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// How long to wait for an event whose id is below one already
+        /// seen (PostgreSQL commits out of id order) before saying on
+        /// standard error that it was not shown, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        grace_ms: u64,
     },
     /// Every matching event as NDJSON on standard output.
     Export {
@@ -256,7 +269,10 @@ pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
             let answer = client.call(method, &path, body.as_ref()).await?;
             print(&answer, common.json);
         }
-        Call::Tail(query, interval) => tail(&client, &query, interval, common.json).await?,
+        Call::Tail(mut tail) => {
+            tail.json = common.json;
+            super::tail::run(&client, &tail).await?
+        }
         Call::Export(query) => export(&client, &query).await?,
     }
     Ok(())
@@ -264,113 +280,106 @@ pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
 
 enum Call {
     Once(Method, String, Option<Value>),
-    Tail(String, Duration),
+    Tail(Tail),
     Export(String),
 }
 
 /// Maps a command to the request it makes.
 fn plan(resource: AdminResource) -> anyhow::Result<(Common, Call)> {
-    use Method as M;
-    let once = |m: Method, path: String, body: Option<Value>| Call::Once(m, path, body);
     Ok(match resource {
-        AdminResource::Callers { common, verb } => {
-            let call = match verb {
-                CallerVerb::Crud(verb) => crud("/callers", verb)?,
-                CallerVerb::Disable { name } => once(
-                    M::PATCH,
-                    format!("/callers/{}", segment(&name)),
-                    Some(json!({"enabled": false})),
-                ),
-            };
-            (common, call)
-        }
+        AdminResource::Callers { common, verb } => (common, callers(verb)?),
         AdminResource::Groups { common, verb } => (common, crud("/groups", verb)?),
-        AdminResource::Keys { common, verb } => {
-            let call = match verb {
-                KeyVerb::List { caller } => {
-                    once(M::GET, format!("/callers/{}/keys", segment(&caller)), None)
-                }
-                KeyVerb::Get { kid } => once(M::GET, format!("/keys/{}", segment(&kid)), None),
-                KeyVerb::Generate { caller, body } => once(
-                    M::POST,
-                    format!("/callers/{}/keys", segment(&caller)),
-                    Some(body.build()?),
-                ),
-                KeyVerb::Import {
-                    caller,
-                    private_key_file,
-                    body,
-                } => {
-                    let pem = std::fs::read_to_string(&private_key_file).with_context(|| {
-                        format!("reading the private key {}", private_key_file.display())
-                    })?;
-                    let mut body = body.build()?;
-                    body["private_key"] = Value::String(pem);
-                    once(
-                        M::POST,
-                        format!("/callers/{}/keys/import", segment(&caller)),
-                        Some(body),
-                    )
-                }
-                KeyVerb::Rotate { caller } => once(
-                    M::POST,
-                    format!("/callers/{}/keys/rotate", segment(&caller)),
-                    None,
-                ),
-                KeyVerb::Revoke { kid } => {
-                    once(M::POST, format!("/keys/{}/revoke", segment(&kid)), None)
-                }
-            };
-            (common, call)
+        AdminResource::Keys { common, verb } => (common, keys(verb)?),
+        AdminResource::Secrets { common, verb } => (common, secrets(verb)),
+        AdminResource::Audit { common, verb } => (common, audit(verb)),
+        AdminResource::Settings { common, verb } => (common, settings(verb)?),
+    })
+}
+
+fn callers(verb: CallerVerb) -> anyhow::Result<Call> {
+    Ok(match verb {
+        CallerVerb::Crud(verb) => crud("/callers", verb)?,
+        CallerVerb::Disable { name } => Call::Once(
+            Method::PATCH,
+            format!("/callers/{}", segment(&name)),
+            Some(json!({"enabled": false})),
+        ),
+    })
+}
+
+fn keys(verb: KeyVerb) -> anyhow::Result<Call> {
+    let keys_of = |caller: &str| format!("/callers/{}/keys", segment(caller));
+    let key = |kid: &str| format!("/keys/{}", segment(kid));
+    Ok(match verb {
+        KeyVerb::List { caller } => Call::Once(Method::GET, keys_of(&caller), None),
+        KeyVerb::Get { kid } => Call::Once(Method::GET, key(&kid), None),
+        KeyVerb::Generate { caller, body } => {
+            Call::Once(Method::POST, keys_of(&caller), Some(body.build()?))
         }
-        AdminResource::Secrets { common, verb } => {
-            let call = match verb {
-                SecretVerb::List { caller } => once(
-                    M::GET,
-                    format!("/callers/{}/secrets", segment(&caller)),
-                    None,
-                ),
-                SecretVerb::Add { caller } => once(
-                    M::POST,
-                    format!("/callers/{}/secrets", segment(&caller)),
-                    None,
-                ),
-                SecretVerb::Revoke { caller, id } => once(
-                    M::DELETE,
-                    format!("/callers/{}/secrets/{}", segment(&caller), segment(&id)),
-                    None,
-                ),
-            };
-            (common, call)
+        KeyVerb::Import {
+            caller,
+            private_key_file,
+            body,
+        } => {
+            let pem = std::fs::read_to_string(&private_key_file).with_context(|| {
+                format!("reading the private key {}", private_key_file.display())
+            })?;
+            let mut body = body.build()?;
+            body["private_key"] = Value::String(pem);
+            let path = format!("{}/import", keys_of(&caller));
+            Call::Once(Method::POST, path, Some(body))
         }
-        AdminResource::Audit { common, verb } => {
-            let call = match verb {
-                AuditVerb::Query {
-                    filter,
-                    limit,
-                    cursor,
-                } => {
-                    let mut query = filter.pairs();
-                    query.extend(limit.map(|l| ("limit", l.to_string())));
-                    query.extend(cursor.map(|c| ("cursor", c)));
-                    once(M::GET, format!("/audit?{}", encode(&query)), None)
-                }
-                AuditVerb::Tail {
-                    filter,
-                    interval_ms,
-                } => Call::Tail(encode(&filter.pairs()), Duration::from_millis(interval_ms)),
-                AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
-            };
-            (common, call)
+        KeyVerb::Rotate { caller } => {
+            Call::Once(Method::POST, format!("{}/rotate", keys_of(&caller)), None)
         }
-        AdminResource::Settings { common, verb } => {
-            let call = match verb {
-                SettingsVerb::Get { name } => once(M::GET, name.path().into(), None),
-                SettingsVerb::Set { name, body } => {
-                    once(M::PUT, name.path().into(), Some(body.build()?))
-                }
-            };
-            (common, call)
+        KeyVerb::Revoke { kid } => Call::Once(Method::POST, format!("{}/revoke", key(&kid)), None),
+    })
+}
+
+fn secrets(verb: SecretVerb) -> Call {
+    let secrets_of = |caller: &str| format!("/callers/{}/secrets", segment(caller));
+    match verb {
+        SecretVerb::List { caller } => Call::Once(Method::GET, secrets_of(&caller), None),
+        SecretVerb::Add { caller } => Call::Once(Method::POST, secrets_of(&caller), None),
+        SecretVerb::Revoke { caller, id } => Call::Once(
+            Method::DELETE,
+            format!("{}/{}", secrets_of(&caller), segment(&id)),
+            None,
+        ),
+    }
+}
+
+fn audit(verb: AuditVerb) -> Call {
+    match verb {
+        AuditVerb::Query {
+            filter,
+            limit,
+            cursor,
+        } => {
+            let mut query = filter.pairs();
+            query.extend(limit.map(|l| ("limit", l.to_string())));
+            query.extend(cursor.map(|c| ("cursor", c)));
+            Call::Once(Method::GET, format!("/audit?{}", encode(&query)), None)
+        }
+        AuditVerb::Tail {
+            filter,
+            interval_ms,
+            grace_ms,
+        } => Call::Tail(Tail {
+            filter: filter.pairs(),
+            interval: Duration::from_millis(interval_ms),
+            grace: Duration::from_millis(grace_ms),
+            json: false,
+        }),
+        AuditVerb::Export { filter } => Call::Export(encode(&filter.pairs())),
+    }
+}
+
+fn settings(verb: SettingsVerb) -> anyhow::Result<Call> {
+    Ok(match verb {
+        SettingsVerb::Get { name } => Call::Once(Method::GET, name.path().into(), None),
+        SettingsVerb::Set { name, body } => {
+            Call::Once(Method::PUT, name.path().into(), Some(body.build()?))
         }
     })
 }
@@ -432,15 +441,13 @@ impl Body {
     }
 }
 
-impl AuditFilter {
+impl EventFilter {
     fn pairs(self) -> Vec<(&'static str, String)> {
         [
             ("action", self.action),
             ("outcome", self.outcome),
             ("actor", self.actor),
             ("target", self.target),
-            ("from", self.from),
-            ("to", self.to),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -448,50 +455,17 @@ impl AuditFilter {
     }
 }
 
-fn encode(pairs: &[(&str, String)]) -> String {
-    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
+impl AuditFilter {
+    fn pairs(self) -> Vec<(&'static str, String)> {
+        let mut pairs = self.event.pairs();
+        pairs.extend(self.from.map(|v| ("from", v)));
+        pairs.extend(self.to.map(|v| ("to", v)));
+        pairs
+    }
 }
 
-/// Polls the newest page and prints what is newer than the last event
-/// seen, oldest first. The first poll only sets the starting point, as
-/// `tail -f` starts at the end.
-async fn tail(
-    client: &AdminClient,
-    query: &str,
-    interval: Duration,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut seen: Option<i64> = None;
-    loop {
-        let page = client
-            .call(Method::GET, &format!("/audit?limit=1000&{query}"), None)
-            .await?;
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        let newest = events.iter().filter_map(|e| e["id"].as_i64()).max();
-        if let Some(last) = seen {
-            for event in events
-                .iter()
-                .rev()
-                .filter(|e| e["id"].as_i64() > Some(last))
-            {
-                if json {
-                    println!("{event}");
-                } else {
-                    println!(
-                        "{}  {}  {}  {}  {}",
-                        event["time"].as_str().unwrap_or("-"),
-                        event["action"].as_str().unwrap_or("-"),
-                        event["outcome"].as_str().unwrap_or("-"),
-                        event["actor"].as_str().unwrap_or("-"),
-                        event["target"].as_str().unwrap_or("-"),
-                    );
-                }
-            }
-            std::io::stdout().flush()?;
-        }
-        seen = seen.max(newest).or(Some(0));
-        tokio::time::sleep(interval).await;
-    }
+pub(super) fn encode(pairs: &[(&str, String)]) -> String {
+    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
 }
 
 /// Streams the export to standard output as it arrives, with a line count

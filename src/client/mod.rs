@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod admin_cli;
 pub mod health;
+mod tail;
+mod tls;
 pub mod token;
 pub mod verify;
 
@@ -23,24 +25,18 @@ pub fn install_crypto_provider() {
 }
 
 /// An HTTP client that trusts the system's roots and, if given, `cacert`
-/// (the dev certificate of `serve --dev`, a private CA). Redirects are not
-/// followed: ASAP verifiers do not follow them either.
+/// (the dev certificate of `serve --dev`, a private CA, or a self-signed
+/// server certificate: see `tls`). Redirects are not followed: ASAP
+/// verifiers do not follow them either.
 pub fn http_client(cacert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
-        .user_agent(concat!("asapd/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = cacert {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("reading the CA certificate {}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
-        {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().context("building the HTTP client")
+        .user_agent(concat!("asapd/", env!("CARGO_PKG_VERSION")))
+        .use_preconfigured_tls(tls::client_config(cacert)?)
+        .build()
+        .context("building the HTTP client")
 }
 
 /// A failed request as the user should read it: `what` (e.g. `GET url`),

@@ -10,10 +10,10 @@ use anyhow::{anyhow, bail, Context};
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use serde_json::Value;
 
-use crate::domain::algorithm::{Algorithm, KeyType};
-use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
-use crate::domain::kid::Kid;
-use crate::domain::qsh::CanonicalRequest;
+use asapd::domain::algorithm::{Algorithm, KeyType};
+use asapd::domain::group::MAX_TOKEN_LIFETIME_SECS;
+use asapd::domain::kid::Kid;
+use asapd::domain::qsh::CanonicalRequest;
 
 /// What the token must satisfy besides its signature.
 pub struct Expectations<'a> {

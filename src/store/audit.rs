@@ -85,6 +85,28 @@ pub async fn query(
     before_id: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<AuditRow>> {
+    select(conn, filter, ("id <", before_id), "DESC", limit).await
+}
+
+/// Oldest first, strictly newer than `after_id`: what a follower of the
+/// log (`asapd audit tail`) has not read yet.
+pub async fn query_after(
+    conn: &mut Conn,
+    filter: &AuditFilter,
+    after_id: i64,
+    limit: i64,
+) -> StoreResult<Vec<AuditRow>> {
+    select(conn, filter, ("id >", Some(after_id)), "ASC", limit).await
+}
+
+/// `limit` rows matching `filter` and the id `bound`, in id `order`.
+async fn select(
+    conn: &mut Conn,
+    filter: &AuditFilter,
+    bound: (&str, Option<i64>),
+    order: &str,
+    limit: i64,
+) -> StoreResult<Vec<AuditRow>> {
     let mut sql = String::from(
         "SELECT id, at_ms, action, outcome, actor, source_ip, request_id, target, detail \
          FROM audit_events WHERE 1 = 1",
@@ -105,7 +127,7 @@ pub async fn query(
     for (condition, value) in [
         ("at_ms >=", filter.from_ms),
         ("at_ms <", filter.to_ms),
-        ("id <", before_id),
+        bound,
     ] {
         if let Some(v) = value {
             numbers.push(v);
@@ -117,7 +139,7 @@ pub async fn query(
     }
     numbers.push(limit);
     sql.push_str(&format!(
-        " ORDER BY id DESC LIMIT ${}",
+        " ORDER BY id {order} LIMIT ${}",
         texts.len() + numbers.len()
     ));
     let mut q = sqlx::query_as::<_, AuditRow>(AssertSqlSafe(sql));

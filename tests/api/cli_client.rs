@@ -51,7 +51,12 @@ async fn token_and_verify_work_against_a_dev_server() {
     let cert_arg = cert.to_str().unwrap();
     let base = format!("https://127.0.0.1:{}", server.port);
     let repository = format!("{base}/v1/keys/");
-    let http = asapd::client::http_client(Some(&cert)).unwrap();
+    crate::helpers::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
 
     let admin_post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
@@ -198,5 +203,112 @@ fn a_tls_failure_suggests_cacert() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--cacert"), "{stderr}");
+    server.stop();
+}
+
+/// A self-signed certificate that says CA:TRUE, as `openssl req -x509
+/// -newkey ec …` writes it, for the names given: (certificate, key) PEM.
+fn self_signed_ca_cert(names: &[&str]) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut params = CertificateParams::new(names).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A server behind a CA:TRUE self-signed certificate: every client command
+/// reaches it with `--cacert` of that file, as curl does; another
+/// certificate, or a name the certificate does not hold, is still refused.
+#[tokio::test]
+async fn a_self_signed_ca_certificate_is_trusted_as_curl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed_ca_cert(&["127.0.0.1"]);
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let other_path = dir.path().join("other.pem");
+    std::fs::write(&other_path, self_signed_ca_cert(&["127.0.0.1"]).0).unwrap();
+    let (ca, other) = (cert_path.to_str().unwrap(), other_path.to_str().unwrap());
+
+    let db = crate::helpers::fresh_database_url(dir.path()).await;
+    let master = asapd::crypto::MasterKey::generate_base64();
+    let admin = crate::process::init_admin(dir.path(), &db, &master);
+    let port = crate::process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "serve",
+        "--listen",
+        &listen,
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+    ];
+    let mut cmd = crate::process::asapd(&args, dir.path(), &db, Some(&master));
+    cmd.arg("--tls-key").arg(&key_path);
+    let server = Server::spawn(cmd, port);
+    server.wait_for_output("asapd listening");
+    let base = format!("https://127.0.0.1:{port}");
+
+    let admin_cli = |args: &[&str]| {
+        let mut cmd = asapd_bare(args);
+        cmd.args(["--url", &base])
+            .env("ASAPD_CLIENT_ID", "admin")
+            .env("ASAPD_CLIENT_SECRET", &admin);
+        crate::process::output_within(cmd)
+    };
+    let ok = |out: Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(ok(admin_cli(&["callers", "list", "--cacert", ca])).contains("admin"));
+    ok(admin_cli(&[
+        "groups",
+        "create",
+        "g",
+        "--set",
+        r#"audiences=["svc-b"]"#,
+        "--cacert",
+        ca,
+    ]));
+    let created = ok(admin_cli(&[
+        "callers",
+        "create",
+        "svc-a",
+        "--set",
+        r#"groups=["g"]"#,
+        "--json",
+        "--cacert",
+        ca,
+    ]));
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let secret = created["client_secret"].as_str().unwrap();
+    let token = ok(run(token_for_svc_a(&base, secret, &["--cacert", ca])));
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    let health = format!("{base}/healthz");
+    ok(run(asapd_bare(&[
+        "healthcheck",
+        "--url",
+        &health,
+        "--cacert",
+        ca,
+    ])));
+
+    // Another self-signed certificate vouches for nothing else.
+    let out = admin_cli(&["callers", "list", "--cacert", other]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not trusted"));
+    let out = run(token_for_svc_a(&base, secret, &["--cacert", other]));
+    assert!(!out.status.success());
+    // The right certificate, but not for the name asked for.
+    let by_name = format!("https://localhost:{port}");
+    let out = run(token_for_svc_a(&by_name, secret, &["--cacert", ca]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not valid for name"), "{stderr}");
     server.stop();
 }

@@ -269,6 +269,12 @@ pub async fn assert_problem(res: Response, status: StatusCode) -> Value {
 /// A plain reqwest client. asapd's reqwest has rustls without a crypto
 /// provider of its own: install the server's (aws-lc-rs) first.
 pub fn http() -> reqwest::Client {
-    asapd::client::install_crypto_provider();
+    install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// Makes aws-lc-rs the test process's rustls provider, once (an `Err`
+/// means one is installed already).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

@@ -42,6 +42,11 @@ pub struct AuditParams {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Follow the log: the events with an id greater than this one, oldest
+    /// first, and no `next_cursor` (ask again with the last id). Not with
+    /// `cursor`; not taken by the export.
+    #[param(minimum = 0)]
+    pub after_id: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,7 +65,7 @@ pub struct AuditEventView {
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditPage {
-    /// Newest first.
+    /// Newest first; oldest first with `after_id`.
     pub events: Vec<AuditEventView>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -132,7 +137,22 @@ fn start_of(state: &AppState, p: &AuditParams) -> Result<Option<i64>, InvalidFie
         .transpose()
 }
 
-/// Audit events, newest first, with keyset pagination.
+/// `after_id`, checked: a page is read either back from a cursor or
+/// forward from an id.
+fn following(p: &AuditParams) -> Result<Option<i64>, InvalidField> {
+    match p.after_id {
+        Some(_) if p.cursor.is_some() => Err(InvalidField::new(
+            "after_id",
+            "give either cursor (older pages) or after_id (newer events), not both",
+        )),
+        Some(id) if id < 0 => Err(InvalidField::new("after_id", "must be 0 or more")),
+        other => Ok(other),
+    }
+}
+
+/// Audit events, newest first, with keyset pagination; or, with
+/// `after_id`, the events recorded after that one, oldest first, to follow
+/// the log.
 #[utoipa::path(tag = "audit", security(("basic" = [])), params(AuditParams), responses(
     (status = 200, body = AuditPage),
     (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -148,6 +168,14 @@ pub async fn list_audit(
     let filter = filter_of(&p)?;
     let limit = page_size(&p)?;
     let before = start_of(&state, &p)?;
+    if let Some(after) = following(&p)? {
+        let mut conn = state.store.acquire().await?;
+        let rows = audit_store::query_after(&mut conn, &filter, after, limit).await?;
+        return Ok(HttpResponse::Ok().json(AuditPage {
+            events: rows.into_iter().map(Into::into).collect(),
+            next_cursor: None,
+        }));
+    }
     let rows = {
         let mut conn = state.store.acquire().await?;
         // One extra row tells whether another page exists.
@@ -173,7 +201,8 @@ pub async fn list_audit(
 }
 
 /// The same events as NDJSON, streamed oldest page last, for SIEM shipping.
-/// Takes the filters of `/v1/admin/audit` (`limit` and `cursor` ignored).
+/// Takes the filters of `/v1/admin/audit` (`limit` and `cursor` ignored;
+/// `after_id` refused).
 #[utoipa::path(tag = "audit", security(("basic" = [])), params(AuditParams), responses(
     (status = 200, description = "One JSON event per line, newest first", content_type = "application/x-ndjson", body = String),
     (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -186,6 +215,13 @@ pub async fn export_audit(
 ) -> ApiResult<HttpResponse> {
     let filter = filter_of(&params.0)?;
     page_size(&params.0)?;
+    if params.0.after_id.is_some() {
+        return Err(InvalidField::new(
+            "after_id",
+            "the export streams every matching event; after_id is for GET /v1/admin/audit",
+        )
+        .into());
+    }
     const CHUNK: i64 = 500;
     let body = stream::unfold(Some(None::<i64>), move |position| {
         let state = state.clone();
