@@ -25,6 +25,7 @@ use crate::crypto::PublicKey;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::kid::Kid;
 use crate::keyring::jwks_document;
+use crate::store::changes::{connect_retrying, Connected};
 use crate::store::{keys, Store};
 
 /// How often `--watch` looks on SQLite, which has no notifications.
@@ -33,9 +34,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// On PostgreSQL, a full pass this often even without a notification: one
 /// lost while the listener reconnects is made good here at the latest.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
-
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Where the JWKS goes, under the mirror's directory.
 pub const JWKS_PATH: &str = ".well-known/jwks.json";
@@ -211,38 +209,28 @@ async fn sync_logged(store: &Store, dir: &Path) {
 /// completes.
 pub async fn watch(store: &Store, dir: &Path, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    let mut retry = FIRST_RETRY;
     loop {
-        let connected = tokio::select! {
-            c = store.change_listener() => c,
-            _ = &mut stop => return,
-        };
+        let connected = connect_retrying(store, stop.as_mut(), |e, retry| {
+            tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(e)),
+                retry_in_ms = retry.as_millis() as u64,
+                "mirror cannot listen for changes; retrying"
+            );
+        })
+        .await;
         let mut listener = match connected {
+            Connected::Stopped => return,
             // SQLite: no notifications, and one writer at a time; a pass
             // that finds nothing changed writes nothing.
-            None => loop {
+            Connected::NoNotifications => loop {
                 sync_logged(store, dir).await;
                 tokio::select! {
                     _ = tokio::time::sleep(POLL_INTERVAL) => {}
                     _ = &mut stop => return,
                 }
             },
-            Some(Ok(listener)) => listener,
-            Some(Err(e)) => {
-                tracing::warn!(
-                    error = format!("{:#}", anyhow::Error::from(e)),
-                    retry_in_ms = retry.as_millis() as u64,
-                    "mirror cannot listen for changes; retrying"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
-                    _ = &mut stop => return,
-                }
-                retry = (retry * 2).min(LAST_RETRY);
-                continue;
-            }
+            Connected::Listener(listener) => listener,
         };
-        retry = FIRST_RETRY;
         // Whatever changed before LISTEN took effect was not heard.
         sync_logged(store, dir).await;
         loop {
