@@ -182,6 +182,11 @@ struct MirrorArgs {
     /// SQLite: a look once a second) until SIGTERM or Ctrl-C.
     #[arg(long)]
     watch: bool,
+    /// After every pass, write the mirror's metrics here in Prometheus
+    /// text format (for node_exporter's textfile collector: name it
+    /// `*.prom`). Keep it outside DIR.
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
     #[command(flatten)]
     config: ConfigArgs,
 }
@@ -349,20 +354,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mirror(args) => {
             let settings = args.config.load()?;
             let store = mirror::open_store(&settings.database_url()).await?;
-            if args.watch {
+            let report = args.metrics_file.clone().map(mirror::Report::new);
+            let code = if args.watch {
                 tracing::info!(dir = %args.to.display(), "asapd mirror: watching");
-                mirror::watch(&store, &args.to, shutdown_signal()).await;
+                mirror::watch(&store, &args.to, report.as_ref(), shutdown_signal()).await;
+                ExitCode::SUCCESS
             } else {
-                let pass = mirror::sync(&store, &args.to).await?;
-                eprintln!(
-                    "asapd mirror: {} published keys in {} ({} files written, {} removed)",
-                    pass.keys,
-                    args.to.display(),
-                    pass.written,
-                    pass.removed
-                );
-            }
+                mirror_once(&store, &args.to, report.as_ref()).await?
+            };
             store.close().await;
+            return Ok(code);
         }
         Command::Migrate(args) => {
             let settings = args.load()?;
@@ -469,6 +470,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Runs an admin API command; a refusal exits 1 with the server's status
 /// and problem detail (`error: 409 Conflict: <detail>`).
+/// `asapd mirror` without `--watch`: one pass. Exits 1 when an entry
+/// failed, after doing all the others.
+async fn mirror_once(
+    store: &asapd::store::Store,
+    dir: &std::path::Path,
+    report: Option<&mirror::Report>,
+) -> anyhow::Result<ExitCode> {
+    let result = mirror::sync(store, dir).await;
+    if let Some(report) = report {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        report.record(result.as_ref().ok(), now)?;
+    }
+    let pass = result?;
+    for failure in &pass.failed {
+        eprintln!("asapd mirror: failed: {failure}");
+    }
+    eprintln!(
+        "asapd mirror: {} published keys in {} ({} files written, {} removed, {} failed)",
+        pass.keys,
+        dir.display(),
+        pass.written,
+        pass.removed,
+        pass.failed.len()
+    );
+    Ok(if pass.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn admin_command(resource: client::admin_cli::AdminResource) -> anyhow::Result<ExitCode> {
     match client::admin_cli::run(resource).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
