@@ -170,6 +170,11 @@ pub struct MirrorArgs {
     /// SQLite: a look once a second) until SIGTERM or Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+    /// After every pass, write the mirror's metrics here in Prometheus
+    /// text format (for node_exporter's textfile collector: name it
+    /// `*.prom`). Keep it outside DIR.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }

@@ -52,8 +52,7 @@ pub struct Snapshot {
 pub fn etag_of(body: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(body);
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", hex::encode(&digest[..16]))
 }
 
 pub struct KeyRing {

@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => token(args).await?,
         Command::Qsh(args) => qsh(&args)?,
         Command::Verify(args) => return verify(args).await,
-        Command::Mirror(args) => mirror(args).await?,
+        Command::Mirror(args) => return mirror(args).await,
         Command::Migrate(args) => {
             prepare_state(args.load()?, Clock::System).await?;
             eprintln!("migrations applied");
@@ -162,24 +162,50 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
+async fn mirror(args: MirrorArgs) -> anyhow::Result<ExitCode> {
     let settings = args.config.load()?;
     let store = mirror::open_store(&settings.database_url()).await?;
-    if args.watch {
+    let report = args.metrics_file.clone().map(mirror::Report::new);
+    let code = if args.watch {
         tracing::info!(dir = %args.to.display(), "asapd mirror: watching");
-        mirror::watch(&store, &args.to, shutdown_signal()).await;
+        mirror::watch(&store, &args.to, report.as_ref(), shutdown_signal()).await;
+        ExitCode::SUCCESS
     } else {
-        let pass = mirror::sync(&store, &args.to).await?;
-        eprintln!(
-            "asapd mirror: {} published keys in {} ({} files written, {} removed)",
-            pass.keys,
-            args.to.display(),
-            pass.written,
-            pass.removed
-        );
-    }
+        mirror_once(&store, &args.to, report.as_ref()).await?
+    };
     store.close().await;
-    Ok(())
+    Ok(code)
+}
+
+/// `asapd mirror` without `--watch`: one pass. Exits 1 when an entry
+/// failed, after doing all the others.
+async fn mirror_once(
+    store: &asapd::store::Store,
+    dir: &std::path::Path,
+    report: Option<&mirror::Report>,
+) -> anyhow::Result<ExitCode> {
+    let result = mirror::sync(store, dir).await;
+    if let Some(report) = report {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        report.record(result.as_ref().ok(), now)?;
+    }
+    let pass = result?;
+    for failure in &pass.failed {
+        eprintln!("asapd mirror: failed: {failure}");
+    }
+    eprintln!(
+        "asapd mirror: {} published keys in {} ({} files written, {} removed, {} failed)",
+        pass.keys,
+        dir.display(),
+        pass.written,
+        pass.removed,
+        pass.failed.len()
+    );
+    Ok(if pass.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `asapd init`: exit 2 when an admin exists already.

@@ -161,7 +161,7 @@ impl MasterKey {
 
     /// The current key's id, in hex: safe to log and audit.
     pub fn key_id(&self) -> String {
-        hex(&self.current.id)
+        hex::encode(self.current.id)
     }
 
     /// How many previous keys are accepted.
@@ -175,7 +175,7 @@ impl MasterKey {
     /// itself (which may be a secret typed in the wrong field).
     pub fn audit_digest(&self, name: &str) -> String {
         let tag = aws_lc_rs::hmac::sign(&self.current.audit_names, name.as_bytes());
-        hex(&tag.as_ref()[..12])
+        hex::encode(&tag.as_ref()[..12])
     }
 
     /// Encrypts a private key (or the check value) under the current key,
@@ -249,7 +249,7 @@ impl MasterKey {
     /// (or anything else), which names none.
     pub fn sealed_key_id(sealed: &[u8]) -> Option<String> {
         (sealed.first() == Some(&FORMAT_V2))
-            .then(|| sealed.get(1..V2_HEADER).map(hex))
+            .then(|| sealed.get(1..V2_HEADER).map(hex::encode))
             .flatten()
     }
 
@@ -280,10 +280,6 @@ fn decrypt(
         )
         .map(Zeroizing::new)
         .map_err(|_| DecryptError)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -36,8 +36,7 @@ pub fn generate() -> NewSecret {
 fn generate_id() -> String {
     let mut bytes = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sec_{hex}")
+    format!("sec_{}", hex::encode(bytes))
 }
 
 pub fn hash(secret: &str) -> [u8; 32] {

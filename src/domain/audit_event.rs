@@ -139,6 +139,9 @@ pub struct AuditEvent {
     pub target: Option<String>,
     /// Structured facts; never a secret, private key or whole token.
     pub detail: Value,
+    /// A `token.issued` record's jti and `exp` (Unix seconds), stored in
+    /// columns of their own so that a revocation finds the expiry by index.
+    pub issued: Option<(String, i64)>,
 }
 
 impl AuditEvent {
@@ -152,6 +155,7 @@ impl AuditEvent {
             request_id: origin.request_id.clone(),
             target: None,
             detail: Value::Object(Default::default()),
+            issued: None,
         }
     }
 
@@ -179,6 +183,12 @@ impl AuditEvent {
 
     pub fn detail(mut self, detail: Value) -> Self {
         self.detail = detail;
+        self
+    }
+
+    /// The token a `token.issued` record is about: its jti and `exp`.
+    pub fn issued(mut self, jti: &str, expires_at: i64) -> Self {
+        self.issued = Some((jti.to_owned(), expires_at));
         self
     }
 }

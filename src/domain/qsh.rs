@@ -94,10 +94,7 @@ impl CanonicalRequest {
 
     /// The `qsh` claim: lower-case hex SHA-256 of the canonical request.
     pub fn qsh(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(Sha256::digest(self.0.as_bytes()))
     }
 }
 

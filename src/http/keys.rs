@@ -1,7 +1,7 @@
 //! The public key repository (ASAP layout) and the JWKS.
 
 use actix_web::dev::{AppService, HttpServiceFactory};
-use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::http::header::{self, CacheControl, CacheDirective, Header};
 use actix_web::http::Method;
 use actix_web::{get, web, HttpMessage, HttpRequest, HttpResponse};
 use utoipa::openapi::path::Paths;
@@ -127,22 +127,22 @@ fn cacheable(
 }
 
 /// RFC 9110 §13.1.2: `*`, or a list of tags compared weakly (a `W/`
-/// prefix does not matter for `If-None-Match`). A tag's opaque part may
-/// hold commas (`"a,*,b"` is one tag), so the list splits only on commas
-/// outside quotes.
+/// prefix does not matter for `If-None-Match`). `etag` is a quoted strong
+/// tag, as [`crate::keyring::etag_of`] makes them. A header that does not
+/// parse matches nothing: the full answer is always a safe reply.
 fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            let mut quoted = false;
-            v.split(move |c| {
-                quoted ^= c == '"';
-                c == ',' && !quoted
-            })
-        })
-        .map(|t| t.trim())
-        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    // Most fetches send none: skip the parse and its allocations.
+    if !req.headers().contains_key(header::IF_NONE_MATCH) {
+        return false;
+    }
+    match header::IfNoneMatch::parse(req) {
+        Ok(header::IfNoneMatch::Any) => true,
+        Ok(header::IfNoneMatch::Items(tags)) => {
+            let ours = header::EntityTag::new_strong(etag.trim_matches('"').to_owned());
+            tags.iter().any(|tag| tag.weak_eq(&ours))
+        }
+        Err(_) => false,
+    }
 }
 
 /// `GET /v1/keys/{kid}`, routed by its static prefix.

@@ -8,43 +8,32 @@
 //! (re)connection starts with a full reload. The periodic key refresh and
 //! the caller cache's expiry stay as the fallback.
 
-use std::time::Duration;
-
 use tokio::sync::watch;
 
 use crate::revoked;
 use crate::state::AppState;
-
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-const LAST_RETRY: Duration = Duration::from_secs(5);
+use crate::store::changes::{connect_retrying, Connected};
 
 /// Listens until `stopped` flips. Returns at once on SQLite.
 pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
-    let mut retry = FIRST_RETRY;
+    let stop = async move {
+        let _ = stopped.changed().await;
+    };
+    tokio::pin!(stop);
     let mut lost_before = false;
     loop {
-        let connected = tokio::select! {
-            c = state.store.change_listener() => c,
-            _ = stopped.changed() => return,
-        };
+        let connected = connect_retrying(&state.store, stop.as_mut(), |e, retry| {
+            tracing::warn!(
+                error = format!("{:#}", anyhow::Error::from(e)),
+                retry_in_ms = retry.as_millis() as u64,
+                "change listener cannot connect; changes from other replicas wait for the periodic refresh"
+            );
+        })
+        .await;
         let mut listener = match connected {
-            None => return,
-            Some(Ok(listener)) => listener,
-            Some(Err(e)) => {
-                tracing::warn!(
-                    error = format!("{:#}", anyhow::Error::from(e)),
-                    retry_in_ms = retry.as_millis() as u64,
-                    "change listener cannot connect; changes from other replicas wait for the periodic refresh"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
-                    _ = stopped.changed() => return,
-                }
-                retry = (retry * 2).min(LAST_RETRY);
-                continue;
-            }
+            Connected::Listener(listener) => listener,
+            Connected::NoNotifications | Connected::Stopped => return,
         };
-        retry = FIRST_RETRY;
         state.metrics.change_listener_connected.set(1);
         if lost_before {
             tracing::info!("change listener reconnected; reloading everything it may have missed");
@@ -54,7 +43,7 @@ pub async fn run(state: &AppState, mut stopped: watch::Receiver<bool>) {
         loop {
             let heard = tokio::select! {
                 heard = listener.next() => heard,
-                _ = stopped.changed() => return,
+                _ = stop.as_mut() => return,
             };
             match heard {
                 Ok(Some(change)) => {

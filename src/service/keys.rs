@@ -84,8 +84,8 @@ pub fn new_key_name(now: i64) -> KeyName {
         .unwrap_or_else(|| now.to_string());
     let mut suffix = [0u8; 4];
     rand::rngs::OsRng.fill_bytes(&mut suffix);
-    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    KeyName::parse(format!("{stamp}-{hex}")).expect("generated key names fit the grammar")
+    KeyName::parse(format!("{stamp}-{}", hex::encode(suffix)))
+        .expect("generated key names fit the grammar")
 }
 
 /// Seals and stores `pair` for `caller`; retires the active key first when

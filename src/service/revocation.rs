@@ -155,20 +155,8 @@ fn check_jti(jti: &str) -> ServiceResult<()> {
 /// records of the last hour are looked at: older tokens have expired.
 async fn issued_expiry(state: &AppState, jti: &str, now: i64) -> ServiceResult<Option<i64>> {
     let since = now - i64::from(MAX_TOKEN_LIFETIME_SECS) - LEEWAY_SECS;
-    let details = {
-        let mut conn = state.store.acquire().await?;
-        revoked_tokens::issued_details(&mut conn, jti, since * 1000).await?
-    };
-    Ok(details.iter().find_map(|text| {
-        let detail: serde_json::Value = serde_json::from_str(text).ok()?;
-        if detail["jti"].as_str() != Some(jti) {
-            return None;
-        }
-        let at = detail["expires_at"].as_str()?;
-        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .map(|t| t.unix_timestamp())
-    }))
+    let mut conn = state.store.acquire().await?;
+    Ok(revoked_tokens::issued_expiry(&mut conn, jti, since * 1000).await?)
 }
 
 /// Stores the revocation with its record in one transaction, then puts the

@@ -42,11 +42,11 @@ pub async fn insert_batch(conn: &mut Conn, events: &[AuditEvent]) -> StoreResult
     if events.is_empty() {
         return Ok(());
     }
-    const COLUMNS: usize = 8;
+    const COLUMNS: usize = 10;
     let numbered = conn.backend_name() != "SQLite";
     let mut sql = String::with_capacity(110 + events.len() * COLUMNS * 6);
     sql.push_str(
-        "INSERT INTO audit_events (at_ms, action, outcome, actor, source_ip, request_id, target, detail) VALUES ",
+        "INSERT INTO audit_events (at_ms, action, outcome, actor, source_ip, request_id, target, detail, jti, jti_expires_at) VALUES ",
     );
     for row in 0..events.len() {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -72,7 +72,9 @@ pub async fn insert_batch(conn: &mut Conn, events: &[AuditEvent]) -> StoreResult
             .bind(e.source_ip.clone())
             .bind(e.request_id.clone())
             .bind(e.target.clone())
-            .bind(e.detail.to_string());
+            .bind(e.detail.to_string())
+            .bind(e.issued.as_ref().map(|(jti, _)| jti.clone()))
+            .bind(e.issued.as_ref().map(|(_, exp)| *exp));
     }
     q.execute(conn).await?;
     Ok(())

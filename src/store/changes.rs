@@ -3,9 +3,13 @@
 //! so PostgreSQL delivers it when, and only if, that transaction commits.
 //! SQLite runs as one process: there is nobody to tell.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
 use sqlx::postgres::PgListener;
 
-use super::{Conn, StoreError, StoreResult};
+use super::{Conn, Store, StoreError, StoreResult};
 
 /// The channel every replica listens on.
 pub const CHANNEL: &str = "asapd_changes";
@@ -63,5 +67,51 @@ impl ChangeListener {
             changes.push(n.payload().to_owned());
         }
         changes
+    }
+}
+
+/// How a [`connect_retrying`] ended.
+pub enum Connected {
+    Listener(ChangeListener),
+    /// SQLite: no other replica, no notifications.
+    NoNotifications,
+    /// `stop` completed first.
+    Stopped,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Connects a listener, retrying failures with exponential backoff (100 ms,
+/// doubling, at most 5 s apart) until it connects or `stop` completes.
+/// `on_retry` hears each failure with the wait before the next try.
+///
+/// The replicas' change listener and `asapd mirror --watch` both reconnect
+/// this way. One loop here rather than a crate such as `backon`: that would
+/// still need this `select!` against `stop` and the SQLite case around it.
+pub async fn connect_retrying<S>(
+    store: &Store,
+    mut stop: Pin<&mut S>,
+    on_retry: impl Fn(StoreError, Duration),
+) -> Connected
+where
+    S: Future<Output = ()>,
+{
+    let mut retry = FIRST_RETRY;
+    loop {
+        let connected = tokio::select! {
+            c = store.change_listener() => c,
+            _ = stop.as_mut() => return Connected::Stopped,
+        };
+        match connected {
+            None => return Connected::NoNotifications,
+            Some(Ok(listener)) => return Connected::Listener(listener),
+            Some(Err(e)) => on_retry(e, retry),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = stop.as_mut() => return Connected::Stopped,
+        }
+        retry = (retry * 2).min(LAST_RETRY);
     }
 }

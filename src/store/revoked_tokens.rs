@@ -44,23 +44,16 @@ pub async fn count(conn: &mut Conn) -> StoreResult<i64> {
         .await?)
 }
 
-/// The `detail` of `token.issued` records since `since_ms` that may name
-/// `jti`: the caller parses them and compares exactly. Bounded by time (a
-/// token issued earlier has expired) so it walks the `at_ms` index, not
-/// the whole log.
-pub async fn issued_details(conn: &mut Conn, jti: &str, since_ms: i64) -> StoreResult<Vec<String>> {
-    // The detail is compact JSON: the jti appears as `"jti":<json string>`.
-    let quoted = serde_json::to_string(jti).expect("a string serialises");
-    let escaped = quoted
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
+/// The `exp` (Unix seconds) of the token `jti` from its `token.issued`
+/// record, if one since `since_ms` has it. Bounded by time (a token issued
+/// earlier has expired); found through the `audit_events_jti` index.
+pub async fn issued_expiry(conn: &mut Conn, jti: &str, since_ms: i64) -> StoreResult<Option<i64>> {
     Ok(sqlx::query_scalar(
-        "SELECT detail FROM audit_events WHERE at_ms >= $1 AND action = 'token.issued' \
-         AND detail LIKE $2 ESCAPE '\\' ORDER BY id DESC LIMIT 10",
+        "SELECT MAX(jti_expires_at) FROM audit_events \
+         WHERE jti = $1 AND at_ms >= $2 AND action = 'token.issued'",
     )
+    .bind(jti)
     .bind(since_ms)
-    .bind(format!("%\"jti\":{escaped}%"))
-    .fetch_all(conn)
+    .fetch_one(conn)
     .await?)
 }

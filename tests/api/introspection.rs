@@ -404,6 +404,43 @@ async fn the_token_s_own_caller_revokes_it_and_nobody_else_but_an_admin() {
         .await;
 }
 
+/// The expiry comes from the record's `jti` columns, not from its JSON
+/// `detail`: with the detail emptied it is still found, and a record
+/// without the columns (written by a replica older than them) is not
+/// read, so that jti is kept for the longest lifetime.
+#[tokio::test]
+async fn an_admin_revocation_finds_the_expiry_in_the_jti_column() {
+    let (app, a, _, _) = setup(Clock::System).await;
+    let issued = app
+        .issued(&a, json!({"audience": "svc-b", "lifetime": 300}))
+        .await;
+    let jti = issued["jti"].as_str().unwrap();
+    {
+        let mut conn = app.state.store.acquire().await.unwrap();
+        sqlx::query("UPDATE audit_events SET detail = '{}' WHERE action = 'token.issued'")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let old = json!({"jti": "from-an-old-replica", "expires_at": issued["expires_at"]});
+        sqlx::query(
+            "INSERT INTO audit_events (at_ms, action, outcome, actor, detail) \
+             VALUES ($1, 'token.issued', 'success', 'svc-a', $2)",
+        )
+        .bind(app.state.clock.now_ms())
+        .bind(old.to_string())
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let revoke =
+        |jti: &str| app.admin_json(Method::POST, "/v1/admin/tokens/revoke", json!({"jti": jti}));
+    let body: Value = revoke(jti).await.json().await.unwrap();
+    assert_eq!(body["expiry_from"], "audit", "{body}");
+    assert_eq!(body["expires_at"], issued["expires_at"]);
+    let body: Value = revoke("from-an-old-replica").await.json().await.unwrap();
+    assert_eq!(body["expiry_from"], "max_lifetime", "{body}");
+}
+
 #[tokio::test]
 async fn an_admin_revokes_any_jti_kept_until_the_token_expires() {
     let (app, a, b, _) = setup(Clock::System).await;

@@ -32,6 +32,7 @@ pub(super) async fn record_issued(
         Outcome::Success,
     )
     .target(format!("caller:{caller}"))
+    .issued(&issued.jti, issued.expires_at)
     .detail(json!({
         "endpoint": endpoint.path(),
         "jti": issued.jti,
