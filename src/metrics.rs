@@ -25,6 +25,11 @@ pub struct Metrics {
     pub audit_pruned: IntCounter,
     /// Audit batches whose commit failed (their requests were refused).
     pub audit_write_failures: IntCounter,
+    /// Records dropped instead of queued (the queue was short of room), by
+    /// action: only those the README allows to be lost.
+    pub audit_dropped: IntCounterVec,
+    /// Events waiting in the audit writer's queue, read at scrape time.
+    pub audit_queue_depth: IntGauge,
     /// 1 for an enabled caller with an active key, 0 for one without: the
     /// "caller with no active key" alert needs the zeros, which
     /// `active_key_age_seconds` cannot show.
@@ -111,6 +116,19 @@ impl Metrics {
                 "Audit batches that could not be committed",
             )
             .unwrap(),
+            audit_dropped: IntCounterVec::new(
+                Opts::new(
+                    "audit_dropped_total",
+                    "Audit records dropped because the writer's queue was short of room, by kind",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            audit_queue_depth: IntGauge::new(
+                "audit_queue_depth",
+                "Audit events queued for the writer, not yet in a batch",
+            )
+            .unwrap(),
             caller_active_key: IntGaugeVec::new(
                 Opts::new(
                     "caller_active_key",
@@ -171,6 +189,8 @@ impl Metrics {
             Box::new(m.audit_batch_size.clone()),
             Box::new(m.audit_pruned.clone()),
             Box::new(m.audit_write_failures.clone()),
+            Box::new(m.audit_dropped.clone()),
+            Box::new(m.audit_queue_depth.clone()),
             Box::new(m.caller_active_key.clone()),
             Box::new(m.caller_rotation_period.clone()),
             Box::new(m.db_connections.clone()),

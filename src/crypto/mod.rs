@@ -8,6 +8,6 @@ pub mod master_key;
 pub mod secret;
 pub mod tls;
 
-pub use jws::JwsSigner;
+pub use jws::{JwsSigner, JwsVerifier};
 pub use keypair::{KeyPair, PublicKey};
 pub use master_key::MasterKey;
