@@ -142,11 +142,7 @@ fn rate(secs: f64, start: Option<&Barrier>, mut f: impl FnMut(u64) -> String) ->
 /// (calls per wall-clock second, and per second of the threads' summed CPU
 /// time) and every thread's last token. `f` gets distinct numbers per
 /// thread (distinct jtis, as the server's would be).
-fn rate_all_cores(
-    secs: f64,
-    threads: usize,
-    f: Arc<dyn Fn(u64) -> String + Send + Sync>,
-) -> Rate {
+fn rate_all_cores(secs: f64, threads: usize, f: Arc<dyn Fn(u64) -> String + Send + Sync>) -> Rate {
     let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads as u64)
         .map(|t| {

@@ -89,5 +89,12 @@ mod tests {
         };
         assert!(none.validate().unwrap_err().contains("commit_batch"));
         assert!(AuditSettings::default().validate().is_ok());
+        for queue_capacity in [0, 15, 1_048_577] {
+            let bad = AuditSettings {
+                queue_capacity,
+                ..AuditSettings::default()
+            };
+            assert!(bad.validate().unwrap_err().contains("16 to 1048576"));
+        }
     }
 }

@@ -166,9 +166,7 @@ mod tests {
             let pair = KeyPair::generate(algorithm).unwrap();
             let verifier = JwsVerifier::new(algorithm, &pair.public).unwrap();
             let claims = json!({ "iss": "svc", "exp": 4_000_000_000u64 });
-            let token = JwsSigner::new("svc/k1".into(), pair)
-                .sign(&claims)
-                .unwrap();
+            let token = JwsSigner::new("svc/k1".into(), pair).sign(&claims).unwrap();
             let jws = Jws::parse(&token).unwrap();
             assert_eq!(jws.header.kid.as_deref(), Some("svc/k1"));
             let payload = jws.verify(&verifier).unwrap();

@@ -60,9 +60,7 @@ async fn scraped(app: &TestApp, name: &str, labels: &str) -> f64 {
     let text = crate::metrics::scrape(app).await;
     text.lines()
         .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            series.split('{').next() == Some(name) && series.contains(labels)
-        })
+        .filter(|(series, _)| series.split('{').next() == Some(name) && series.contains(labels))
         .map(|(_, v)| v.parse::<f64>().unwrap())
         .sum()
 }
@@ -95,7 +93,10 @@ async fn a_stalled_audit_store_drops_introspection_records_not_tokens() {
     let dropped = r#"kind="token.introspected""#;
     let mut most_queued = 0.0_f64;
     while scraped(&app, "asapd_audit_dropped_total", dropped).await == 0.0 {
-        assert!(Instant::now() < deadline, "no record dropped in {DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no record dropped in {DEADLINE:?}"
+        );
         let answers = join_all((0..QUEUE).map(|_| introspect(&app, &b, &token))).await;
         assert!(answers.iter().all(|a| a["active"] == true), "answers go on");
         let queued = scraped(&app, "asapd_audit_queue_depth", "").await;
@@ -129,7 +130,10 @@ async fn a_stalled_audit_store_drops_introspection_records_not_tokens() {
         .map(|row| detail(row)["jti"].as_str().unwrap().to_owned())
         .collect();
     for jti in &issued {
-        assert!(recorded.contains(jti), "token {jti} left without its record");
+        assert!(
+            recorded.contains(jti),
+            "token {jti} left without its record"
+        );
     }
     let kind = r#"kind="token.issued""#;
     assert_eq!(scraped(&app, "asapd_audit_dropped_total", kind).await, 0.0);
@@ -139,10 +143,16 @@ async fn a_stalled_audit_store_drops_introspection_records_not_tokens() {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let rows = app.audit_rows("token.introspected").await;
-        if rows.iter().any(|r| r.target.as_deref() == Some(target.as_str())) {
+        if rows
+            .iter()
+            .any(|r| r.target.as_deref() == Some(target.as_str()))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no introspection record after the stall");
+        assert!(
+            Instant::now() < deadline,
+            "no introspection record after the stall"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(scraped(&app, "asapd_audit_queue_depth", "").await, 0.0);
