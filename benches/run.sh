@@ -2,7 +2,8 @@
 # `make bench`: asapd's benchmarks, all in one run so every ratio compares
 # numbers taken on the same machine minutes apart.
 #
-#   1. in-process JWT signing rate, one thread and all cores (benches/sign.rs)
+#   1. in-process JWT signing rate, one thread and all cores, and ES256
+#      verify rate (introspection's ceiling)                (benches/sign.rs)
 #   2. audit group commit vs one commit per event        (benches/audit.rs)
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
@@ -299,8 +300,8 @@ setup_callers() {
 }
 
 # introspect DB: POST /oauth2/introspect by svc-b of one ES256 token for it,
-# on the server that just measured issuance: the ratio is this rate over
-# ES256 issuance.
+# on the server that just measured issuance: report.py divides this rate by
+# 1/(1/healthz + 1/ES256 verify on all cores), both from this run.
 introspect() {
     local db=$1 token
     token=$(curl -ks -u "bench-es256:$SECRET_ES256" -H 'content-type: application/json' \

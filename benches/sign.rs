@@ -25,6 +25,10 @@
 //! all-cores variant) is verified, so a variant that signs garbage fails the
 //! bench instead of reporting a rate.
 //!
+//! Then ES256 verification (`ES256_verify_jwt`, `ES256_verify_kept`,
+//! `ES256_verify_kept_all_cores`): the other half of introspection's
+//! ceiling, see `verify_rates`.
+//!
 //! JSON keys: `{ALG}_{variant}` (calls per wall-clock second) and
 //! `{ALG}_{variant}_per_cpu_s` (calls per second of the measuring threads'
 //! own CPU time, summed over threads); `threads` (1, the one-thread
@@ -35,7 +39,8 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use asapd::crypto::{JwsSigner, KeyPair};
+use asapd::crypto::jws::Jws;
+use asapd::crypto::{JwsSigner, JwsVerifier, KeyPair};
 use asapd::domain::algorithm::Algorithm;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -132,21 +137,18 @@ fn rate(secs: f64, start: Option<&Barrier>, mut f: impl FnMut(u64) -> String) ->
     }
 }
 
-/// `threads` threads signing with their own handle of the same kept signer
-/// over the same window: the summed rate (calls per wall-clock second, and
-/// per second of the threads' summed CPU time) and every thread's last token.
-fn rate_all_cores(secs: f64, threads: usize, signer: &Arc<JwsSigner>) -> Rate {
+/// `threads` threads calling `f` (each with its own handle of what it
+/// holds, e.g. the same kept signer) over the same window: the summed rate
+/// (calls per wall-clock second, and per second of the threads' summed CPU
+/// time) and every thread's last token. `f` gets distinct numbers per
+/// thread (distinct jtis, as the server's would be).
+fn rate_all_cores(secs: f64, threads: usize, f: Arc<dyn Fn(u64) -> String + Send + Sync>) -> Rate {
     let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads as u64)
         .map(|t| {
-            let signer = Arc::clone(signer);
+            let f = Arc::clone(&f);
             let start = Arc::clone(&start);
-            std::thread::spawn(move || {
-                // Distinct jtis per thread, as the server's would be.
-                rate(secs, Some(&start), |n| {
-                    signer.sign(&claims((t << 48) + n)).unwrap()
-                })
-            })
+            std::thread::spawn(move || rate(secs, Some(&start), |n| f((t << 48) + n)))
         })
         .collect();
     let rates: Vec<Rate> = handles
@@ -195,6 +197,40 @@ fn verify(token: &str, alg: jsonwebtoken::Algorithm, pem: &str, variant: &str) {
     if let Err(e) = jsonwebtoken::decode::<Claims>(token, &key, &validation) {
         panic!("{variant}: the token it produced does not verify: {e}");
     }
+}
+
+/// ES256 verification, the other half of introspection's ceiling: with
+/// jsonwebtoken's `decode` (the key re-parsed inside every call), and with
+/// asapd's kept `JwsVerifier` (what introspection does: split once, verify
+/// with the parsed key, then parse the claims) on one thread and on every
+/// core at once (`ES256_verify_kept_all_cores`, the ceiling's verify rate).
+fn verify_rates(
+    out: &mut serde_json::Map<String, serde_json::Value>,
+    secs: f64,
+    cores: usize,
+    signer: &JwsSigner,
+    public: &asapd::crypto::PublicKey,
+) {
+    let token = signer.sign(&claims(1)).unwrap();
+    let key = DecodingKey::from_ec_pem(public.pem.as_bytes()).unwrap();
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["svc-b"]);
+    let r = rate(secs, None, |_| {
+        let data = jsonwebtoken::decode::<Claims>(&token, &key, &validation).unwrap();
+        data.claims.jti
+    });
+    record(out, "ES256_verify_jwt".into(), &r);
+    let verifier = JwsVerifier::new(Algorithm::ES256, public).unwrap();
+    let kept = Arc::new(move |_| {
+        let jws = Jws::parse(&token).expect("a compact JWS");
+        let payload = jws.verify(&verifier).expect("it verifies");
+        serde_json::from_slice::<Claims>(&payload).unwrap().jti
+    });
+    let r = rate(secs, None, |n| kept(n));
+    assert_eq!(r.last, [format!("{:032x}", 1)], "verified claims");
+    record(out, "ES256_verify_kept".into(), &r);
+    let r = rate_all_cores(secs, cores, kept);
+    record(out, "ES256_verify_kept_all_cores".into(), &r);
 }
 
 fn main() {
@@ -263,9 +299,17 @@ fn main() {
         record(&mut out, format!("{name}_asapd_kept"), &r);
 
         // 4. The same signer on every core at once: the ceiling's sign rate.
-        let r = rate_all_cores(secs, cores, &signer);
+        let kept = Arc::clone(&signer);
+        let r = rate_all_cores(
+            secs,
+            cores,
+            Arc::new(move |n| kept.sign(&claims(n)).unwrap()),
+        );
         verify_all(&r, jwt_alg, &pem, "asapd_kept_all_cores");
         record(&mut out, format!("{name}_asapd_kept_all_cores"), &r);
+        if algorithm == Algorithm::ES256 {
+            verify_rates(&mut out, secs, cores, &signer, &pair.public);
+        }
         eprintln!("sign: {name} done");
     }
     println!("{}", serde_json::Value::Object(out));

@@ -1,5 +1,6 @@
 //! The in-memory key ring: published public keys (PEM and JWKS, encoded
-//! once) and each caller's parsed active signing key.
+//! once, and parsed once for verifying) and each caller's parsed active
+//! signing key.
 //!
 //! The database is the source of truth; every replica reloads its ring
 //! after its own changes and on a timer, so changes made by another replica
@@ -13,10 +14,9 @@ use std::sync::{Arc, RwLock};
 
 use actix_web::web::Bytes;
 use anyhow::Context;
-use jsonwebtoken::DecodingKey;
 use serde_json::json;
 
-use crate::crypto::{JwsSigner, KeyPair, MasterKey, PublicKey};
+use crate::crypto::{JwsSigner, JwsVerifier, KeyPair, MasterKey, PublicKey};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
 use crate::store::{keys, keys::KeyRow, Store};
@@ -34,8 +34,9 @@ pub struct PublishedKey {
     /// Its entity tag: derived from the content, so every replica gives the
     /// same one for the same key.
     pub etag: String,
-    /// Parsed once, to verify asapd's own Bearer tokens.
-    pub verifier: DecodingKey,
+    /// Parsed once, to verify asapd's own tokens (Bearer authentication,
+    /// introspection) without parsing the key per token.
+    pub verifier: JwsVerifier,
 }
 
 #[derive(Default)]
@@ -203,8 +204,7 @@ fn published_key(
 ) -> anyhow::Result<PublishedKey> {
     let public = PublicKey::from_spki_der(algorithm, row.public_der.clone())
         .with_context(|| format!("public key of {}", row.kid))?;
-    let verifier = public
-        .decoding_key(algorithm)
+    let verifier = JwsVerifier::new(algorithm, &public)
         .with_context(|| format!("public key of {}", row.kid))?;
     Ok(PublishedKey {
         verifier,

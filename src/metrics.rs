@@ -115,6 +115,18 @@ const RATE_BUCKET_WRITES: Spec = Spec {
     labels: &[],
 };
 
+const AUDIT_DROPPED: Spec = Spec {
+    name: "audit_dropped_total",
+    help: "Audit records dropped because the writer's queue was short of room, by kind",
+    labels: &["kind"],
+};
+
+const AUDIT_QUEUE_DEPTH: Spec = Spec {
+    name: "audit_queue_depth",
+    help: "Audit events queued for the writer, not yet in a batch",
+    labels: &[],
+};
+
 const CHANGE_LISTENER_CONNECTED: Spec = Spec {
     name: "change_listener_connected",
     help: "Whether this replica hears the fleet's change notifications (1) or not (0); \
@@ -137,6 +149,11 @@ pub struct Metrics {
     pub audit_pruned: IntCounter,
     /// Audit batches whose commit failed (their requests were refused).
     pub audit_write_failures: IntCounter,
+    /// Records dropped instead of queued (the queue was short of room), by
+    /// action: only those the README allows to be lost.
+    pub audit_dropped: IntCounterVec,
+    /// Events waiting in the audit writer's queue, read at scrape time.
+    pub audit_queue_depth: IntGauge,
     /// 1 for an enabled caller with an active key, 0 for one without: the
     /// "caller with no active key" alert needs the zeros, which
     /// `active_key_age_seconds` cannot show.
@@ -198,6 +215,8 @@ impl Metrics {
             change_listener_reconnects: counter(&r, &CHANGE_LISTENER_RECONNECTS),
             change_listener_connected: gauge(&r, &CHANGE_LISTENER_CONNECTED),
             rate_bucket_writes: counter(&r, &RATE_BUCKET_WRITES),
+            audit_dropped: counter_vec(&r, &AUDIT_DROPPED),
+            audit_queue_depth: gauge(&r, &AUDIT_QUEUE_DEPTH),
             registry: r,
         }
     }

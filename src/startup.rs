@@ -73,6 +73,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         store.clone(),
         metrics.clone(),
         settings.audit.pacing(),
+        settings.audit.queue_capacity,
         &clock,
     );
     let cache_ttl = std::time::Duration::from_secs(settings.keys.refresh_interval_secs);

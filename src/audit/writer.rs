@@ -6,6 +6,12 @@
 //! one fsync) instead of paying for their own. A request answers only after
 //! its event is committed; if the commit fails, every request in the batch
 //! gets the error and must not act (no token leaves unaudited).
+//!
+//! Records nothing depends on (introspection) are handed over without a
+//! waiter and only while the queue has room to spare; otherwise they are
+//! dropped and counted (`asapd_audit_dropped_total`), so a slow audit store
+//! cannot make them pile up in memory, nor crowd out the records that must
+//! commit before their request answers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,11 +35,15 @@ use crate::store::{audit as audit_store, Store, StoreError};
 const MAX_BATCH: usize = 256;
 /// Quiet time after which the writer gives its connection back.
 const IDLE: Duration = Duration::from_millis(100);
-/// Queue depth before writers wait: back-pressure instead of unbounded memory.
-const QUEUE: usize = 8192;
+/// Queue depth before writers wait: back-pressure instead of unbounded
+/// memory (the default of `audit.queue_capacity`).
+pub const QUEUE: usize = 8192;
+
+type Waiter = oneshot::Sender<Result<(), AuditError>>;
 
 enum Msg {
-    Event(AuditEvent, oneshot::Sender<Result<(), AuditError>>),
+    /// An event, and who waits for its commit (none for a droppable one).
+    Event(AuditEvent, Option<Waiter>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -43,6 +53,10 @@ pub struct Auditor {
     tx: mpsc::Sender<Msg>,
     closed: Arc<AtomicBool>,
     pace: PaceClock,
+    metrics: Arc<Metrics>,
+    /// Free slots a droppable record leaves in the queue: room kept for the
+    /// records requests wait for.
+    reserve: usize,
 }
 
 impl Auditor {
@@ -52,27 +66,36 @@ impl Auditor {
         metrics: Arc<Metrics>,
         pacing: CommitPacing,
     ) -> (Self, JoinHandle<()>) {
-        Self::start_with_clock(store, metrics, pacing, &Clock::System)
+        Self::start_with_clock(store, metrics, pacing, QUEUE, &Clock::System)
     }
 
-    /// Starts the writer task, paced on `clock` (see [`PaceClock`]).
+    /// Starts the writer task with a queue of `capacity` events, paced on
+    /// `clock` (see [`PaceClock`]).
     pub fn start_with_clock(
         store: Store,
         metrics: Arc<Metrics>,
         pacing: CommitPacing,
+        capacity: usize,
         clock: &Clock,
     ) -> (Self, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel(capacity);
         let pace = PaceClock::new(clock);
-        let task = tokio::spawn(run(store, metrics, pacing, pace.clone(), rx));
+        let task = tokio::spawn(run(store, metrics.clone(), pacing, pace.clone(), rx));
         (
             Self {
                 tx,
                 closed: Arc::new(AtomicBool::new(false)),
                 pace,
+                metrics,
+                reserve: capacity / 4,
             },
             task,
         )
+    }
+
+    /// Events queued for the writer, not yet taken into a batch.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Under a manual clock, hands commit pacing to it (see [`PaceClock`]):
@@ -94,10 +117,27 @@ impl Auditor {
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Msg::Event(event, done))
+            .send(Msg::Event(event, Some(done)))
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Hands `event` to the writer without waiting for anything: queued if
+    /// more than a quarter of the queue is free, otherwise dropped and
+    /// counted by action. For records whose loss the README allows; a
+    /// request never waits on them, and nothing is spawned per record.
+    pub fn record_or_drop(&self, event: AuditEvent) {
+        let action = event.action;
+        let queued = !self.closed.load(Ordering::Acquire)
+            && self.tx.capacity() > self.reserve
+            && self.tx.try_send(Msg::Event(event, None)).is_ok();
+        if !queued {
+            self.metrics
+                .audit_dropped
+                .with_label_values(&[action])
+                .inc();
+        }
     }
 
     /// Commits everything queued, then refuses new events. Called on
@@ -176,7 +216,7 @@ async fn run(
 #[derive(Default)]
 struct Batch {
     events: Vec<AuditEvent>,
-    waiters: Vec<oneshot::Sender<Result<(), AuditError>>>,
+    waiters: Vec<Waiter>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -185,7 +225,7 @@ impl Batch {
         match msg {
             Msg::Event(e, done) => {
                 self.events.push(e);
-                self.waiters.push(done);
+                self.waiters.extend(done);
             }
             Msg::Shutdown(done) => self.shutdown = Some(done),
         }

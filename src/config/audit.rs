@@ -16,6 +16,10 @@ pub struct AuditSettings {
     pub commit_interval_ms: u64,
     /// Events that make a batch worth committing at once.
     pub commit_batch: usize,
+    /// Audit events queued for the writer at most: past it, requests that
+    /// wait for their record wait for room, and introspection records are
+    /// dropped (and counted) once less than a quarter is free.
+    pub queue_capacity: usize,
 }
 
 impl Default for AuditSettings {
@@ -24,6 +28,7 @@ impl Default for AuditSettings {
             prune_interval_secs: 3600,
             commit_interval_ms: 1,
             commit_batch: 8,
+            queue_capacity: crate::audit::writer::QUEUE,
         }
     }
 }
@@ -42,6 +47,12 @@ impl AuditSettings {
         }
         if self.commit_batch == 0 {
             return Err("audit.commit_batch must be at least 1".into());
+        }
+        if !(16..=1_048_576).contains(&self.queue_capacity) {
+            return Err(format!(
+                "audit.queue_capacity is {}: use 16 to 1048576 events",
+                self.queue_capacity
+            ));
         }
         Ok(())
     }
@@ -86,5 +97,12 @@ mod tests {
         };
         assert!(none.validate().unwrap_err().contains("commit_batch"));
         assert!(AuditSettings::default().validate().is_ok());
+        for queue_capacity in [0, 15, 1_048_577] {
+            let bad = AuditSettings {
+                queue_capacity,
+                ..AuditSettings::default()
+            };
+            assert!(bad.validate().unwrap_err().contains("16 to 1048576"));
+        }
     }
 }

@@ -341,7 +341,8 @@ impl PublicKey {
         })
     }
 
-    /// The key to verify signatures with (asapd's own Bearer tokens).
+    /// The key as jsonwebtoken wants it, to check asapd's tokens the way an
+    /// outside verifier would (asapd itself verifies with a `JwsVerifier`).
     pub fn decoding_key(&self, algorithm: Algorithm) -> Result<DecodingKey, KeyError> {
         let parsed = match algorithm.key_type() {
             KeyType::Rsa { .. } => DecodingKey::from_rsa_pem(self.pem.as_bytes()),

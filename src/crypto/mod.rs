@@ -9,6 +9,6 @@ pub mod secret;
 pub mod signing_pool;
 pub mod tls;
 
-pub use jws::JwsSigner;
+pub use jws::{JwsSigner, JwsVerifier};
 pub use keypair::{KeyPair, PublicKey};
 pub use master_key::MasterKey;

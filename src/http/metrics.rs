@@ -88,6 +88,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.db_connections
         .with_label_values(&["in_use"])
         .set(i64::from(size) - idle as i64);
+    m.audit_queue_depth.set(state.audit.queued() as i64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(m.render())

@@ -4,13 +4,13 @@
 //!
 //! Its audit record is handed to the group-commit writer and not awaited:
 //! nothing leaves asapd that must be accounted for, so a crash may lose the
-//! last records (the README says so).
+//! last records, and when the writer's queue is short of room the record
+//! is dropped and counted instead (the README says so).
 
 use serde_json::json;
 
 use crate::audit::event::truncate;
 use crate::audit::{action, AuditEvent, Origin, Outcome};
-use crate::error_chain::Chain;
 use crate::service::token_check::{self, Checked, Rejection};
 use crate::state::AppState;
 
@@ -21,7 +21,8 @@ pub async fn introspect(
     caller: &str,
     token: &str,
 ) -> Option<Checked> {
-    let found = token_check::check(state, token).await.and_then(|checked| {
+    let (kid, found) = token_check::check_naming_kid(state, token).await;
+    let found = found.and_then(|checked| {
         if checked.claims.aud.contains(caller) {
             Ok(checked)
         } else {
@@ -46,16 +47,11 @@ pub async fn introspect(
         "active": found.is_ok(),
         "reason": reason,
         // Unverified when inactive: recorded as sent, shortened.
-        "kid": token_check::kid_of(token).map(|k| truncate(&k, 128)),
+        "kid": kid.map(|k| truncate(&k, 128)),
     }));
     if let Some(jti) = &jti {
         event = event.target(format!("jti:{jti}"));
     }
-    let audit = state.audit.clone();
-    tokio::spawn(async move {
-        if let Err(e) = audit.record(event).await {
-            tracing::warn!(error = %Chain(&e), "token.introspected could not be audited");
-        }
-    });
+    state.audit.record_or_drop(event);
     found.ok()
 }

@@ -5,13 +5,14 @@
 //!
 //! The algorithm comes from the stored key, never from the token header,
 //! so a token cannot choose how it is checked. Times are checked against
-//! asapd's clock, not by jsonwebtoken against the system's, so every check
-//! follows the same (injectable) time.
+//! asapd's clock, not the system's, so every check follows the same
+//! (injectable) time.
 
 use std::sync::Arc;
 
-use jsonwebtoken::{decode, decode_header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::crypto::jws::{Jws, JwsError};
 
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::key::KeyState;
@@ -72,17 +73,32 @@ fn rejected(reason: &'static str) -> Rejection {
     Rejection { reason, jti: None }
 }
 
-/// The header's kid, when it is a well-formed signed JWT: lets callers
-/// name the token in records without trusting anything else in it.
-pub fn kid_of(token: &str) -> Option<String> {
-    decode_header(token).ok()?.kid
-}
-
 /// Checks signature, key, ASAP rules, times and revocation.
 pub async fn check(state: &AppState, token: &str) -> Result<Checked, Rejection> {
-    let header = decode_header(token).map_err(|_| rejected("not a signed JWT"))?;
-    let kid = header.kid.ok_or(rejected("no kid in its header"))?;
-    let key = published(state, &kid)
+    check_naming_kid(state, token).await.1
+}
+
+/// [`check`], with the header's kid when the token is a well-formed signed
+/// JWT (verified or not): lets callers name the token in records without
+/// trusting anything else in it. The header is decoded once, and the
+/// signature verified with the key ring's parsed key.
+pub async fn check_naming_kid(
+    state: &AppState,
+    token: &str,
+) -> (Option<String>, Result<Checked, Rejection>) {
+    let Some(jws) = Jws::parse(token) else {
+        return (None, Err(rejected("not a signed JWT")));
+    };
+    let kid = jws.header.kid.clone();
+    let checked = match &kid {
+        Some(kid) => check_signed(state, &jws, kid).await,
+        None => Err(rejected("no kid in its header")),
+    };
+    (kid, checked)
+}
+
+async fn check_signed(state: &AppState, jws: &Jws<'_>, kid: &str) -> Result<Checked, Rejection> {
+    let key = published(state, kid)
         .await
         .ok_or(rejected("its kid is not a key published by this asapd"))?;
     // Only keys that have signed can have signed this; revoked and expired
@@ -90,34 +106,31 @@ pub async fn check(state: &AppState, token: &str) -> Result<Checked, Rejection> 
     if !matches!(key.state, KeyState::Active | KeyState::Retired) {
         return Err(rejected("its key has never signed tokens"));
     }
-    let mut validation = Validation::new(key.algorithm.to_jwt());
-    validation.set_issuer(&[&key.caller]);
-    validation.validate_aud = false;
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-    let claims = decode::<Claims>(token, &key.verifier, &validation)
-        .map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            rejected(match e.kind() {
-                K::InvalidIssuer => "its issuer does not own its kid",
-                K::InvalidAlgorithm => "its alg is not its key's algorithm",
-                K::InvalidSignature => "bad signature",
-                K::MissingRequiredClaim(_) => "iss, aud, iat or exp is missing",
-                K::Json(_) => "iss, aud, iat, exp or jti is missing or malformed",
-                _ => "malformed",
-            })
-        })?
-        .claims;
+    let payload = jws.verify(&key.verifier).map_err(|e| {
+        rejected(match e {
+            JwsError::WrongAlgorithm => "its alg is not its key's algorithm",
+            JwsError::BadSignature => "bad signature",
+            JwsError::Malformed => "malformed",
+        })
+    })?;
+    // Required claims are the fields `Claims` does not make optional.
+    let claims: Claims = serde_json::from_slice(&payload)
+        .map_err(|_| rejected("iss, aud, iat, exp or jti is missing or malformed"))?;
+    if claims.iss != key.caller {
+        return Err(rejected("its issuer does not own its kid"));
+    }
     let signed = |reason| Rejection {
         reason,
         jti: Some(claims.jti.clone()),
     };
-    asap_rules(&kid, &claims, state.clock.now()).map_err(signed)?;
+    asap_rules(kid, &claims, state.clock.now()).map_err(signed)?;
     if state.revoked.contains(&claims.jti) {
         return Err(signed("its jti is revoked"));
     }
-    Ok(Checked { kid, claims })
+    Ok(Checked {
+        kid: kid.to_owned(),
+        claims,
+    })
 }
 
 /// The key for `kid`: from the ring, or, for a key another replica has

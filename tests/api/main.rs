@@ -6,6 +6,7 @@ mod admin_cli;
 mod admin_gate;
 mod admin_recovery;
 mod audit;
+mod audit_backlog;
 mod audit_tail;
 mod bad_input;
 mod callers;
