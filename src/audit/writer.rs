@@ -35,9 +35,8 @@ use crate::store::{audit as audit_store, Store, StoreError};
 const MAX_BATCH: usize = 256;
 /// Quiet time after which the writer gives its connection back.
 const IDLE: Duration = Duration::from_millis(100);
-/// Queue depth before writers wait: back-pressure instead of unbounded
-/// memory (the default of `audit.queue_capacity`).
-pub const QUEUE: usize = 8192;
+/// Queue depth before writers wait, unless the settings say otherwise.
+pub use crate::config::audit::DEFAULT_QUEUE_CAPACITY as QUEUE;
 
 type Waiter = oneshot::Sender<Result<(), AuditError>>;
 

@@ -22,13 +22,17 @@ pub struct AuditSettings {
     pub queue_capacity: usize,
 }
 
+/// Queue depth before writers wait: back-pressure instead of unbounded
+/// memory (the default of `audit.queue_capacity`).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 8192;
+
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             prune_interval_secs: 3600,
             commit_interval_ms: 1,
             commit_batch: 8,
-            queue_capacity: crate::audit::writer::QUEUE,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
         }
     }
 }
