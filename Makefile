@@ -8,7 +8,7 @@ LISTEN ?= $(or $(ASAPD_LISTEN),127.0.0.1:8443)
 # `make install` copies the release binary to $(DESTDIR)$(PREFIX)/bin.
 PREFIX ?= /usr/local
 
-.PHONY: run build install prereqs test test-sqlite test-postgres interop contract fleet qsh-vectors promtool docs-browser postman lint fmt openapi bench clean
+.PHONY: run build install prereqs soak test test-sqlite test-postgres interop contract fleet qsh-vectors promtool docs-browser postman lint fmt openapi bench clean
 
 ## Build and serve a dev instance: SQLite in $(DATA_DIR), HTTPS with a
 ## self-signed certificate, a generated master key, admin created on first start.
@@ -112,6 +112,12 @@ openapi:
 	$(CARGO) run --quiet -- openapi > openapi/openapi.json
 
 bench: ; bash benches/run.sh
+
+## The fleet topology (PostgreSQL, two replicas, nginx) under mixed traffic
+## for DURATION (default 10m): no 5xx, every token audited, RSS flat, p50 and
+## p99 steady; the figures go to benches/RESULTS.md. Not part of `make test`.
+DURATION ?= 10m
+soak: ; DURATION=$(DURATION) bash benches/soak.sh
 
 ## Installs (as root) or names what `make test` needs; `make test` runs it first.
 prereqs: ; bash scripts/prereqs.sh

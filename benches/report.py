@@ -368,5 +368,9 @@ add("")
 
 text = "\n".join(lines)
 print(text)
+# The soak section (`make soak`, benches/soak_report.py) is from another
+# run: keep it as it was.
+if out_path.exists() and "<!-- soak:" in (old := out_path.read_text()):
+    text = text.rstrip("\n") + "\n\n" + old[old.index("<!-- soak:"):]
 out_path.write_text(text)
 print(f"\nwritten to {out_path}", file=sys.stderr)
