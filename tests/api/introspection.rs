@@ -55,24 +55,28 @@ impl TestApp {
     }
 
     /// As [`Self::assert_inactive`], and the audit record of that answer
-    /// gives `reason`: no case passes for another reason than its own.
+    /// (found by its request id) gives `reason`: no case passes for
+    /// another reason than its own.
     async fn assert_inactive_because(&self, caller: &Caller, token: &str, reason: &str) {
-        const INTROSPECTED: &str = "action=token.introspected";
-        let before = self.audit(INTROSPECTED).await.len();
-        self.assert_inactive(caller, token, reason).await;
+        let res = self
+            .oauth2_form("/oauth2/introspect", caller, &format!("token={token}"))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "{reason}");
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(res.text().await.unwrap(), INACTIVE, "{reason}");
         // The record is handed to the writer, not awaited by the answer.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let newest = loop {
-            let events = self.audit(INTROSPECTED).await;
-            if events.len() > before {
-                break events[0].clone();
+        let record = loop {
+            let events = self.audit("action=token.introspected").await;
+            if let Some(e) = events.into_iter().find(|e| e["request_id"] == id) {
+                break e;
             }
             assert!(Instant::now() < deadline, "{reason}: not audited in 10 s");
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        assert_eq!(newest["outcome"], "success", "{newest}");
-        assert_eq!(newest["detail"]["active"], false, "{newest}");
-        assert_eq!(newest["detail"]["reason"], reason, "{newest}");
+        assert_eq!(record["outcome"], "success", "{record}");
+        assert_eq!(record["detail"]["active"], false, "{record}");
+        assert_eq!(record["detail"]["reason"], reason, "{record}");
     }
 
     async fn revoke(&self, caller: &Caller, token: &str) -> Response {
