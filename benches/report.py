@@ -393,7 +393,9 @@ if stall.exists():
     add("")
 
 text = "\n".join(lines)
-# Sections measured by other commands follow this line; a run keeps them.
+# Sections measured by other commands (the fleet limiter's writes, `make
+# soak`'s section, which benches/soak.py keeps after this line) follow
+# this line; a run keeps them.
 KEPT = "<!-- measured outside make bench: report.py keeps what follows -->"
 if out_path.exists() and KEPT in (old := out_path.read_text()):
     text = text.rstrip("\n") + "\n\n" + old[old.index(KEPT):]

@@ -16,9 +16,10 @@ say() { echo "pg-test-server: $*"; }
 
 usage() { die "usage: $0 start DIR PORT | stop DIR"; }
 
-# initdb and postgres refuse to run as root.
+# initdb and postgres refuse to run as root: root runs them as postgres,
+# anyone else as themselves (the data directory is theirs).
 as_pg() {
-    if [[ $(id -un) == postgres ]]; then "$@"; else runuser -u postgres -- "$@"; fi
+    if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 # The PID of a live postmaster for DIR, or nothing. A stale postmaster.pid
@@ -52,7 +53,7 @@ start() {
         say "already running in $dir (pid $(running_pid "$dir")); leaving it"
         return 0
     fi
-    [[ $(id -un) == postgres ]] || chown postgres: "$dir"
+    [[ $(id -u) -ne 0 ]] || chown postgres: "$dir"
     if [[ ! -f $dir/data/PG_VERSION ]]; then
         as_pg "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
             --no-locale --no-sync >"$dir/initdb.log" 2>&1 \

@@ -132,7 +132,8 @@ impl Application {
             n => n,
         };
         let https = tls_config.is_some();
-        let server = http::server::serve(listener, tls_config, workers, move || {
+        let head_timeout = std::time::Duration::from_millis(settings.http.request_head_timeout_ms);
+        let server = http::server::serve(listener, tls_config, workers, head_timeout, move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
                 .app_data(data.clone())

@@ -19,6 +19,8 @@ pub struct HttpSettings {
     /// arrived; a slower one gets 408 and the connection is closed, so
     /// trickled bodies cannot hold connections open.
     pub body_timeout_secs: u64,
+    /// How long a client has to send a request head before a 408.
+    pub request_head_timeout_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -29,6 +31,7 @@ impl Default for HttpSettings {
             trusted_proxies: Vec::new(),
             forwarded_header: "X-Forwarded-For".into(),
             body_timeout_secs: 10,
+            request_head_timeout_ms: 5000,
         }
     }
 }
@@ -47,6 +50,14 @@ impl HttpSettings {
                 self.body_timeout_secs
             ));
         }
+        // Down to 100 ms for tests; up to 10 minutes, past which a slow
+        // client only holds a connection.
+        if !(100..=600_000).contains(&self.request_head_timeout_ms) {
+            return Err(format!(
+                "http.request_head_timeout_ms must be between 100 and 600000, got {}",
+                self.request_head_timeout_ms
+            ));
+        }
         actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str()).map_err(
             |_| {
                 format!(
@@ -56,5 +67,25 @@ impl HttpSettings {
             },
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_head_timeout_is_bounded() {
+        let with = |ms| HttpSettings {
+            request_head_timeout_ms: ms,
+            ..HttpSettings::default()
+        };
+        assert_eq!(HttpSettings::default().request_head_timeout_ms, 5000);
+        assert!(with(100).validate().is_ok());
+        assert!(with(600_000).validate().is_ok());
+        for bad in [0, 99, 600_001] {
+            let e = with(bad).validate().unwrap_err();
+            assert!(e.contains("http.request_head_timeout_ms"), "{e}");
+        }
     }
 }

@@ -30,13 +30,12 @@ use crate::http::error::{Problem, PROBLEM_JSON};
 pub const MAX_HEAD_BYTES: usize = 131_072;
 /// actix-http's limit on header fields in a request head (`MAX_HEADERS`).
 pub const MAX_HEADER_FIELDS: usize = 96;
-/// How long a client has to send a request head; the server is built with it.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A connection whose bare dispatcher error answers become problem+json.
 pub struct ProblemIo<T> {
     inner: T,
     replacing: Option<Replacement>,
+    /// `http.request_head_timeout_ms`, which a 408 names.
+    head_timeout: Duration,
 }
 
 /// The answer being written in place of a bare one.
@@ -48,10 +47,11 @@ struct Replacement {
 }
 
 impl<T> ProblemIo<T> {
-    pub fn new(inner: T) -> Self {
+    pub fn new(inner: T, head_timeout: Duration) -> Self {
         Self {
             inner,
             replacing: None,
+            head_timeout,
         }
     }
 }
@@ -82,7 +82,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
                 }
                 Some((_, bare)) => {
                     this.replacing = Some(Replacement {
-                        bytes: bare.replacement(),
+                        bytes: bare.replacement(this.head_timeout),
                         written: 0,
                         stands_for: buf.len(),
                     })
@@ -162,12 +162,23 @@ fn bare_answer(buf: &[u8]) -> Option<(usize, Bare<'_>)> {
     ))
 }
 
+/// "5 seconds" for whole seconds (the default), else "250 ms".
+fn in_words(d: Duration) -> String {
+    if d == Duration::from_secs(1) {
+        "1 second".to_owned()
+    } else if d.subsec_millis() == 0 {
+        format!("{} seconds", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
 impl Bare<'_> {
-    fn problem(&self, request_id: &str) -> Problem {
+    fn problem(&self, request_id: &str, head_timeout: Duration) -> Problem {
         let (slug, title, detail) = match self.status {
             431 => (
                 "request-header-fields-too-large",
@@ -181,8 +192,8 @@ impl Bare<'_> {
                 "request-timeout",
                 "Request Timeout",
                 format!(
-                    "the request head did not arrive within {} seconds",
-                    HEAD_TIMEOUT.as_secs()
+                    "the request head did not arrive within {}",
+                    in_words(head_timeout)
                 ),
             ),
             _ => (
@@ -204,11 +215,12 @@ impl Bare<'_> {
     }
 
     /// The whole problem+json answer, keeping the status line and date.
-    fn replacement(&self) -> Vec<u8> {
+    fn replacement(&self, head_timeout: Duration) -> Vec<u8> {
         let id = new_id();
         tracing::debug!(request_id = %id, status = self.status, "refused a request head");
         report_refused_head();
-        let body = serde_json::to_vec(&self.problem(&id)).expect("problem serialises");
+        let body =
+            serde_json::to_vec(&self.problem(&id, head_timeout)).expect("problem serialises");
         let mut out = Vec::with_capacity(256 + body.len());
         out.extend_from_slice(self.status_line);
         out.extend_from_slice(b"\r\ncontent-type: ");
@@ -283,7 +295,7 @@ mod tests {
     #[test]
     fn the_replacement_keeps_status_and_date() {
         let (_, bare) = bare_answer(BARE).unwrap();
-        let out = String::from_utf8(bare.replacement()).unwrap();
+        let out = String::from_utf8(bare.replacement(Duration::from_secs(5))).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
         assert!(
@@ -293,5 +305,13 @@ mod tests {
         assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["status"], 400);
+    }
+
+    #[test]
+    fn a_408_names_the_configured_wait() {
+        assert_eq!(in_words(Duration::from_secs(5)), "5 seconds");
+        assert_eq!(in_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(in_words(Duration::from_millis(250)), "250 ms");
+        assert_eq!(in_words(Duration::from_millis(1500)), "1500 ms");
     }
 }

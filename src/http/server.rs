@@ -22,7 +22,7 @@ use actix_web::dev::{AppConfig, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
 use actix_web::App;
 
-use super::raw_errors::{ProblemIo, HEAD_TIMEOUT};
+use super::raw_errors::ProblemIo;
 
 /// The service an actix-web `App<T>` is built on: `T` here.
 pub trait AppService<B>:
@@ -51,11 +51,13 @@ impl<T, B> AppService<B> for T where
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves the app built by `factory` on `listener`, over TLS when `tls` is
-/// set, with `workers` worker threads. Signals are left to the caller.
+/// set, with `workers` worker threads, giving clients `head_timeout` to send
+/// a request head. Signals are left to the caller.
 pub fn serve<F, T, B>(
     listener: TcpListener,
     tls: Option<rustls::ServerConfig>,
     workers: usize,
+    head_timeout: Duration,
     factory: F,
 ) -> io::Result<Server>
 where
@@ -69,11 +71,17 @@ where
     let name = format!("asapd-{addr}");
     let builder = match tls {
         None => builder.listen(name, listener, move || {
-            fn_service(|io: TcpStream| async move {
+            fn_service(move |io: TcpStream| async move {
                 let peer = io.peer_addr().ok();
-                Ok((ProblemIo::new(io), Protocol::Http1, peer))
+                Ok((ProblemIo::new(io, head_timeout), Protocol::Http1, peer))
             })
-            .and_then(http_service(&factory, addr, false, signal.clone()))
+            .and_then(http_service(
+                &factory,
+                addr,
+                false,
+                head_timeout,
+                signal.clone(),
+            ))
         })?,
         Some(mut config) => {
             // What actix-web offers in ALPN without its `http2` feature.
@@ -84,12 +92,12 @@ where
                 Acceptor::new(config.clone())
                     .map_init_err(|_| unreachable!("the TLS acceptor has no init error"))
                     .map_err(TlsError::into_service_error)
-                    .and_then(fn_service(|io: TlsStream<TcpStream>| async move {
+                    .and_then(fn_service(move |io: TlsStream<TcpStream>| async move {
                         let peer = io.get_ref().0.peer_addr().ok();
-                        Ok((ProblemIo::new(io), Protocol::Http1, peer))
+                        Ok((ProblemIo::new(io, head_timeout), Protocol::Http1, peer))
                     }))
                     .and_then(
-                        http_service(&factory, addr, true, signal.clone())
+                        http_service(&factory, addr, true, head_timeout, signal.clone())
                             .map_err(TlsError::Service),
                     )
             })?
@@ -103,6 +111,7 @@ fn http_service<IO, F, T, B>(
     factory: &F,
     addr: SocketAddr,
     secure: bool,
+    head_timeout: Duration,
     signal: GracefulShutdownSignal,
 ) -> impl ServiceFactory<
     (ProblemIo<IO>, Protocol, Option<SocketAddr>),
@@ -129,7 +138,7 @@ where
             async move { signal.notified().await }
         })
         .keep_alive(KeepAlive::default())
-        .client_request_timeout(HEAD_TIMEOUT)
+        .client_request_timeout(head_timeout)
         .client_disconnect_timeout(DISCONNECT_TIMEOUT)
         .local_addr(addr)
         .finish(map_config(app, move |_| config.clone()))

@@ -619,10 +619,9 @@ async fn a_pass_failing_midway_records_what_went_as_incomplete() {
 /// On PostgreSQL the pruning job runs on one replica at a time: while
 /// another session holds the job's advisory lock, a pass does nothing.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): SQLite has no other replica"]
 async fn pruning_waits_its_turn_behind_another_replica() {
-    if !crate::helpers::is_postgres() {
-        return; // SQLite serves one replica: there is no other to wait for.
-    }
+    crate::helpers::require_postgres();
     use sqlx::Connection;
     let app = spawn_app().await;
     let mut other = sqlx::PgConnection::connect(&app.database_url)

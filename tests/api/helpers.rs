@@ -64,6 +64,16 @@ pub fn is_postgres() -> bool {
     std::env::var("ASAPD_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty())
 }
 
+/// First line of a test marked `#[ignore = "needs PostgreSQL …"]`: run
+/// with `--include-ignored` but without a server, it fails instead of
+/// passing having checked nothing. `make test-postgres` includes them.
+pub fn require_postgres() {
+    assert!(
+        is_postgres(),
+        "this test needs PostgreSQL: set ASAPD_TEST_POSTGRES_URL (make test-postgres starts one)"
+    );
+}
+
 pub fn test_settings(data_dir: PathBuf, database_url: String, master_key: &str) -> Settings {
     let mut settings = Settings {
         listen: Some("127.0.0.1:0".parse().unwrap()),

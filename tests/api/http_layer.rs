@@ -12,11 +12,15 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use asapd::config::Settings;
+
+use crate::helpers::{fresh_database_url, spawn_app_with, TestApp};
+use crate::process;
 
 /// actix-http's fixed limit on a request head.
 const MAX_HEAD: usize = asapd::http::raw_errors::MAX_HEAD_BYTES;
-/// Generous: the server answers in milliseconds, or in 5 s for a 408.
+/// Generous: the server answers in milliseconds, or when its head timeout
+/// (short here) runs out for a 408.
 const DEADLINE: Duration = Duration::from_secs(30);
 
 trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -30,10 +34,13 @@ struct Server {
     _certs: Option<tempfile::TempDir>,
 }
 
+/// Changes to a test server's settings.
+type Customise = fn(&mut Settings);
+
 impl Server {
-    async fn plain() -> Self {
+    async fn plain(customise: Customise) -> Self {
         Self {
-            app: spawn_app_with(|_| {}).await,
+            app: spawn_app_with(customise).await,
             ca: None,
             _certs: None,
         }
@@ -41,11 +48,12 @@ impl Server {
 
     /// With a certificate of the operator's (`--tls-cert`/`--tls-key`),
     /// the path `serve --dev` takes too.
-    async fn tls() -> Self {
+    async fn tls(customise: Customise) -> Self {
         let certs = tempfile::tempdir().unwrap();
         let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
         asapd::crypto::tls::ensure_dev_certificate(&cert, &key).unwrap();
         let app = spawn_app_with(|s| {
+            customise(s);
             s.tls_cert = Some(cert.clone());
             s.tls_key = Some(key);
         })
@@ -58,7 +66,11 @@ impl Server {
     }
 
     async fn both() -> [Self; 2] {
-        [Self::plain().await, Self::tls().await]
+        Self::both_with(|_| {}).await
+    }
+
+    async fn both_with(customise: Customise) -> [Self; 2] {
+        [Self::plain(customise).await, Self::tls(customise).await]
     }
 
     fn name(&self) -> &'static str {
@@ -121,8 +133,12 @@ struct Client {
 
 impl Client {
     async fn new(server: &Server) -> Self {
+        Self::over(server.connect().await)
+    }
+
+    fn over(conn: Box<dyn Conn>) -> Self {
         Self {
-            conn: server.connect().await,
+            conn,
             pending: Vec::new(),
         }
     }
@@ -224,7 +240,16 @@ fn assert_problem(raw: &Raw, status: u16, slug: &str, detail: &str) -> Value {
 /// Sends `request` on a fresh connection to each server; expects one
 /// problem answer, then the close.
 async fn expect_problem(request: &[u8], status: u16, slug: &str, detail: &str) {
-    let servers = Server::both().await;
+    expect_problem_on(&Server::both().await, request, status, slug, detail).await;
+}
+
+async fn expect_problem_on(
+    servers: &[Server],
+    request: &[u8],
+    status: u16,
+    slug: &str,
+    detail: &str,
+) {
     // At once: the 408 takes the server's whole wait on each.
     futures_util::future::join_all(servers.iter().map(|server| async move {
         let mut client = Client::new(server).await;
@@ -283,17 +308,44 @@ async fn too_many_header_fields_is_a_431_problem() {
     expect_problem(&request, 431, "request-header-fields-too-large", TOO_LARGE).await;
 }
 
+const HALF_A_HEAD: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+
 /// A head that stops half-way is answered when the server stops waiting
-/// for it.
+/// for it: after `http.request_head_timeout_ms`, not before.
 #[tokio::test]
 async fn a_head_that_never_ends_is_a_408_problem() {
-    expect_problem(
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+    let servers = Server::both_with(|s| s.http.request_head_timeout_ms = 300).await;
+    let started = std::time::Instant::now();
+    expect_problem_on(
+        &servers,
+        HALF_A_HEAD,
         408,
         "request-timeout",
-        "did not arrive within 5 seconds",
+        "did not arrive within 300 ms",
     )
     .await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+/// The setting from the environment, as operators give it, in whole
+/// seconds; the binary knows the variable (no "unknown" warning).
+#[tokio::test]
+async fn the_head_timeout_comes_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let key = asapd::crypto::MasterKey::generate_base64();
+    let port = process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = process::asapd(&["serve", "--listen", &listen], dir.path(), &db, Some(&key));
+    cmd.env("ASAPD_HTTP__REQUEST_HEAD_TIMEOUT_MS", "1000");
+    let server = process::Server::spawn(cmd, port).healthy().await;
+    let tcp = TcpStream::connect(&listen).await.unwrap();
+    let mut client = Client::over(Box::new(tcp));
+    client.send(HALF_A_HEAD).await;
+    let raw = client.response().await;
+    assert_problem(&raw, 408, "request-timeout", "within 1 second");
+    let output = server.stop();
+    assert!(!output.contains("unknown environment variable"), "{output}");
 }
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -392,7 +444,7 @@ async fn a_body_that_trickles_is_a_408_problem_and_the_connection_closes() {
 /// keep the connection open while it trickles in: answered, then closed.
 #[tokio::test]
 async fn an_unread_body_does_not_hold_the_connection() {
-    let server = Server::plain().await;
+    let server = Server::plain(|_| {}).await;
     let mut client = Client::new(&server).await;
     client
         .send(

@@ -6,6 +6,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use asapd::crypto::MasterKey;
@@ -63,9 +64,12 @@ pub struct Server {
     output: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr: joined once the process has
+    /// exited, they have read everything it wrote.
+    readers: Vec<JoinHandle<()>>,
 }
 
-fn capture(mut from: impl Read + Send + 'static, into: [Arc<Mutex<String>>; 2]) {
+fn capture(mut from: impl Read + Send + 'static, into: [Arc<Mutex<String>>; 2]) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = from.read(&mut buf) {
@@ -77,7 +81,7 @@ fn capture(mut from: impl Read + Send + 'static, into: [Arc<Mutex<String>>; 2]) 
                 sink.lock().unwrap().push_str(&text);
             }
         }
-    });
+    })
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,20 +111,31 @@ impl Server {
         let output = Arc::new(Mutex::new(String::new()));
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        capture(
-            child.stdout.take().unwrap(),
-            [output.clone(), stdout.clone()],
-        );
-        capture(
-            child.stderr.take().unwrap(),
-            [output.clone(), stderr.clone()],
-        );
+        let readers = vec![
+            capture(
+                child.stdout.take().unwrap(),
+                [output.clone(), stdout.clone()],
+            ),
+            capture(
+                child.stderr.take().unwrap(),
+                [output.clone(), stderr.clone()],
+            ),
+        ];
         Server {
             child,
             port,
             output,
             stdout,
             stderr,
+            readers,
+        }
+    }
+
+    /// After the process has exited: waits until its output is all read
+    /// (its pipes close with it).
+    fn drain_output(&mut self) {
+        for reader in self.readers.drain(..) {
+            reader.join().expect("output reader panicked");
         }
     }
 
@@ -171,7 +186,7 @@ impl Server {
 
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
+            self.drain_output();
             panic!(
                 "asapd exited ({status}) before answering: {}",
                 self.output()
@@ -217,8 +232,12 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "graceful shutdown exits 0: {status}");
-                std::thread::sleep(Duration::from_millis(100));
+                self.drain_output();
+                assert!(
+                    status.success(),
+                    "graceful shutdown exits 0: {status}: {}",
+                    self.output()
+                );
                 return self.output();
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -2,7 +2,7 @@
 //! the other applies at once through change notifications. The periodic
 //! refresh is set to an hour here, so only a notification can explain a
 //! change showing up on the other replica. SQLite is one process: these
-//! tests only run on PostgreSQL.
+//! tests only run on PostgreSQL, and are ignored without it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use asapd::clock::Clock;
 
-use crate::helpers::{is_postgres, spawn_app_with_clock, spawn_replica, TestApp};
+use crate::helpers::{require_postgres, spawn_app_with_clock, spawn_replica, TestApp};
 use crate::token_support::Caller;
 
 /// Far longer than any test: the fallback refresh never runs.
@@ -21,18 +21,15 @@ const NO_REFRESH: u64 = 3600;
 /// for a loaded CI machine; the fleet test measures the real figures.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-async fn two_replicas() -> Option<(TestApp, TestApp)> {
+async fn two_replicas() -> (TestApp, TestApp) {
     two_replicas_on(Clock::System).await
 }
 
-async fn two_replicas_on(clock: Clock) -> Option<(TestApp, TestApp)> {
-    if !is_postgres() {
-        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
-        return None;
-    }
+async fn two_replicas_on(clock: Clock) -> (TestApp, TestApp) {
+    require_postgres();
     let a = spawn_app_with_clock(clock, |s| s.keys.refresh_interval_secs = NO_REFRESH).await;
     let b = spawn_replica(&a, |s| s.keys.refresh_interval_secs = NO_REFRESH).await;
-    Some((a, b))
+    (a, b)
 }
 
 /// Polls `check` until it holds; fails the test after [`DEADLINE`].
@@ -65,10 +62,9 @@ async fn pem_status(app: &TestApp, kid: &str) -> StatusCode {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn a_change_on_one_replica_applies_on_the_other() {
-    let Some((a, b)) = two_replicas().await else {
-        return;
-    };
+    let (a, b) = two_replicas().await;
     // B has cached nothing about svc-a yet; and it asks before svc-a exists.
     let caller = Caller {
         name: "svc-a".into(),
@@ -127,10 +123,9 @@ async fn a_change_on_one_replica_applies_on_the_other() {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn a_secret_revoked_on_one_replica_stops_working_on_the_other() {
-    let Some((a, b)) = two_replicas().await else {
-        return;
-    };
+    let (a, b) = two_replicas().await;
     let caller = a.caller_granted("svc-a", &["svc-b"]).await;
     // Cached on B now.
     assert_eq!(token_on(&b, &caller).await.0, StatusCode::OK);
@@ -154,10 +149,9 @@ async fn a_secret_revoked_on_one_replica_stops_working_on_the_other() {
 /// The connection a replica listens on drops (as when PostgreSQL restarts):
 /// it reconnects, and what changed meanwhile is applied.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn a_replica_reconnects_and_reloads_what_it_missed() {
-    let Some((a, b)) = two_replicas().await else {
-        return;
-    };
+    let (a, b) = two_replicas().await;
     let before = b
         .metric("asapd_change_listener_reconnects_total", &[])
         .unwrap_or(0.0);
@@ -223,12 +217,11 @@ fn fleet_bound(per_second: u32, burst: u32, replicas: u32) -> usize {
 }
 
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn one_rate_limit_holds_for_the_fleet() {
     // One clock for both, and it stands still: nothing refills unless the
     // test moves it.
-    let Some((a, b)) = two_replicas_on(Clock::manual(1_900_000_000)).await else {
-        return;
-    };
+    let (a, b) = two_replicas_on(Clock::manual(1_900_000_000)).await;
     let caller = a.caller_granted("svc-a", &["svc-b"]).await;
     a.admin_json(
         Method::PATCH,
@@ -271,10 +264,9 @@ fn bucket_writes(a: &TestApp, b: &TestApp) -> f64 {
 /// A caller over its limit is refused from memory until its bucket next
 /// holds a token: hammering asapd does not hammer PostgreSQL.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn a_refused_burst_makes_at_most_a_handful_of_writes() {
-    let Some((a, b)) = two_replicas_on(Clock::manual(1_900_000_000)).await else {
-        return;
-    };
+    let (a, b) = two_replicas_on(Clock::manual(1_900_000_000)).await;
     let caller = a.caller_granted("svc-a", &["svc-b"]).await;
     a.admin_json(
         Method::PATCH,
@@ -306,11 +298,9 @@ async fn a_refused_burst_makes_at_most_a_handful_of_writes() {
 /// a caller without its own limit still gets no more than the README's
 /// bound with the larger of the two quotas.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (ASAPD_TEST_POSTGRES_URL): replicas share one"]
 async fn replicas_with_different_default_quotas_stay_within_the_bound() {
-    if !is_postgres() {
-        eprintln!("skipped: replicas share a PostgreSQL (ASAPD_TEST_POSTGRES_URL)");
-        return;
-    }
+    require_postgres();
     let quota = |per_second: u32| {
         move |s: &mut asapd::config::Settings| {
             s.keys.refresh_interval_secs = NO_REFRESH;
