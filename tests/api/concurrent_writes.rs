@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
@@ -57,10 +58,23 @@ async fn parallel_admin_writes_under_token_traffic_all_succeed() {
 
     let writers: Vec<_> = (0..CLIENTS)
         .map(|i| {
-            let app = app.clone();
+            let (app, issued) = (app.clone(), issued.clone());
             tokio::spawn(async move {
                 let mut failures = Vec::new();
                 for n in 0..WRITES_PER_CLIENT {
+                    // Each write waits for a token issued since the last
+                    // one, so the writes interleave with the traffic by
+                    // construction rather than by the scheduler's luck; a
+                    // token path starved by the writes fails at the deadline.
+                    let seen = issued.load(Ordering::Relaxed);
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while issued.load(Ordering::Relaxed) == seen {
+                        if Instant::now() > deadline {
+                            failures.push(format!("no token issued for 30 s before write {n}"));
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     // Reads then writes in one transaction: the case SQLite
                     // refused with SQLITE_BUSY_SNAPSHOT.
                     let res = if n % 2 == 0 {
