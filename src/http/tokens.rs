@@ -18,7 +18,7 @@ use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::read_json;
-use crate::service::caller_auth::{ClientCredentials, Endpoint, IssueError};
+use crate::service::caller_auth::{ClientCredentials, Credentials, Endpoint, IssueError};
 use crate::service::tokens::{self, TokenRequest};
 use crate::state::AppState;
 
@@ -203,8 +203,8 @@ pub async fn issue_token(
     state: web::Data<AppState>,
     meta: RequestMeta,
 ) -> ApiResult<HttpResponse> {
-    let credentials =
-        basic_credentials(&req)?.map(|(name, secret)| ClientCredentials { name, secret });
+    let credentials = basic_credentials(&req)?
+        .map(|(name, secret)| Credentials::Secret(ClientCredentials { name, secret }));
     let body = read_json::<TokenRequestBody>(&req, payload.into_inner());
     let request = async move {
         body.await

@@ -24,7 +24,7 @@ use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::json::read_body;
 use crate::service::caller_auth::Principal;
-use crate::service::caller_auth::{self, ClientCredentials, Endpoint, IssueError};
+use crate::service::caller_auth::{self, ClientCredentials, Credentials, Endpoint, IssueError};
 use crate::service::tokens;
 use crate::state::AppState;
 
@@ -162,7 +162,7 @@ async fn read_form(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> Result<(Form, Option<ClientCredentials>), OAuth2Error> {
+) -> Result<(Form, Option<Credentials>), OAuth2Error> {
     if !is_form(req) {
         return Err(OAuth2Error::invalid_request(
             "send the request as application/x-www-form-urlencoded",
@@ -173,7 +173,7 @@ async fn read_form(
         .await
         .map_err(|e| OAuth2Error::invalid_request(e.to_string()))?;
     let mut form = Form::parse(&body)?;
-    let credentials = client_credentials(req, &mut form)?;
+    let credentials = client_credentials(req, &mut form)?.map(Credentials::Secret);
     Ok((form, credentials))
 }
 

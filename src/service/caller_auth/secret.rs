@@ -173,19 +173,36 @@ pub async fn failed(
     presented_name: Option<&str>,
     reason: &str,
 ) -> Option<Duration> {
+    failed_with(state, origin, endpoint, presented_name, reason, None).await
+}
+
+/// [`failed`], with what a presented token claimed (`iss`, `sub`, `jti`:
+/// never the token) in the record's `presented` detail.
+pub async fn failed_with(
+    state: &AppState,
+    origin: &Origin,
+    endpoint: &str,
+    presented_name: Option<&str>,
+    reason: &str,
+    presented: Option<serde_json::Value>,
+) -> Option<Duration> {
     state.metrics.auth_failures.inc();
     let blocked = state.limits.auth_failed(limit_key(origin.source_ip));
+    let mut detail = json!({
+        "endpoint": endpoint,
+        "reason": reason,
+        "ip_blocked_secs": blocked.map(crate::ratelimit::retry_after_secs),
+    });
+    if let Some(presented) = presented {
+        detail["presented"] = presented;
+    }
     let mut event = AuditEvent::new(
         &origin.as_actor("anonymous"),
         state.clock.now_ms(),
         action::AUTH_FAILED,
         Outcome::Denied,
     )
-    .detail(json!({
-        "endpoint": endpoint,
-        "reason": reason,
-        "ip_blocked_secs": blocked.map(crate::ratelimit::retry_after_secs),
-    }));
+    .detail(detail);
     if let Some(name) = presented_name {
         event = event.target(failed_login_target(state, name).await);
     }

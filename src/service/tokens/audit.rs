@@ -21,6 +21,7 @@ pub(super) async fn record_issued(
     request: &TokenRequest,
     issued: &IssuedToken,
     groups: Vec<String>,
+    auth: serde_json::Value,
 ) -> Result<(), IssueError> {
     let caller = origin.actor.as_str();
     let subject = request.subject.as_deref().filter(|s| *s != caller);
@@ -45,6 +46,7 @@ pub(super) async fn record_issued(
         "not_before": request.not_before,
         "claims": claim_names,
         "groups": groups,
+        "auth": auth,
         // The hash, not the URL: a query string may carry secrets.
         "qsh": issued.qsh,
     }));

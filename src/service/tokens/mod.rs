@@ -22,7 +22,7 @@ use crate::domain::grants;
 use crate::domain::policy::Policy;
 use crate::domain::qsh::CanonicalRequest;
 use crate::service::caller_auth::{
-    allowance, authenticate, load_policy, ClientCredentials, Endpoint, IssueError,
+    allowance, authenticate, load_policy, Credentials, Endpoint, IssueError,
 };
 use crate::service::error::ServiceError;
 use crate::state::AppState;
@@ -63,7 +63,7 @@ pub async fn issue<F>(
     state: &AppState,
     origin: Origin,
     endpoint: Endpoint,
-    credentials: Option<ClientCredentials>,
+    credentials: Option<Credentials>,
     request: F,
 ) -> Result<IssuedToken, IssueError>
 where
@@ -116,7 +116,8 @@ where
     };
     match decide_and_sign(state, &caller.principal.name, ip, &policy, &request).await {
         Ok((issued, groups)) => {
-            record_issued(state, &origin, endpoint, &request, &issued, groups).await?;
+            let auth = caller.audit();
+            record_issued(state, &origin, endpoint, &request, &issued, groups, auth).await?;
             Ok(issued)
         }
         Err(e) => Err(denied.record(e).await),
