@@ -14,7 +14,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use utoipa::openapi::path::PathItem;
 
 use crate::http::error::ApiError;
@@ -92,6 +92,11 @@ pub fn allowed(path: &str) -> Option<String> {
 /// route is guarded by GET, so a HEAD becomes a GET before routing; the
 /// connection layer decoded a HEAD and leaves the body off (keeping its
 /// `Content-Length`). Paths not served under GET keep HEAD and get 405.
+/// Marks a HEAD request `head_as_get` handed to a GET route, so the
+/// request metrics still count it as the HEAD it was.
+#[derive(Clone, Copy)]
+pub struct AnsweredAsGet;
+
 pub async fn head_as_get(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -100,6 +105,7 @@ pub async fn head_as_get(
         && allowed(req.path()).is_none_or(|allow| allow.starts_with("GET"))
     {
         req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(AnsweredAsGet);
     }
     next.call(req).await
 }

@@ -8,6 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::{get, web, HttpMessage, HttpResponse};
 
 use crate::error_chain::Chain;
+use crate::http::methods::AnsweredAsGet;
 use crate::state::AppState;
 use crate::store::{callers, keys, StoreResult};
 
@@ -40,7 +41,13 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let method = method_label(req.method());
+    // An uptime checker's HEAD is a HEAD in the series, not a GET, though
+    // `head_as_get` (outside this middleware) hands it to the GET route.
+    let method = if req.extensions().contains::<AnsweredAsGet>() {
+        "HEAD"
+    } else {
+        method_label(req.method())
+    };
     let res = next.call(req).await?;
     if let Some(state) = state {
         let labelled = res.request().extensions().get::<RouteLabel>().copied();

@@ -77,6 +77,29 @@ async fn labels_stay_bounded() {
     assert!(!text.contains("127.0.0.1"), "no IP in any label");
 }
 
+/// A HEAD is answered by its GET route but counted as the HEAD it was:
+/// uptime checkers' probes must not read as GET traffic.
+#[tokio::test]
+async fn head_requests_are_counted_as_head() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let res = app.request(Method::HEAD, "/healthz").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    app.request(Method::GET, "/healthz").send().await.unwrap();
+    let text = scrape(&app).await;
+    let series = |method: &str| {
+        value(
+            &text,
+            &format!(
+                r#"asapd_http_requests_total{{method="{method}",route="/healthz",status="200"}}"#
+            ),
+        )
+    };
+    assert_eq!(series("HEAD"), 2.0);
+    assert_eq!(series("GET"), 1.0);
+}
+
 /// The audit and pool series named by the audit issue move when audit
 /// records are written, pruned, and logins fail, read through `/metrics`.
 #[tokio::test]
