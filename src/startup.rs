@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::signing_pool::SigningPool;
 use crate::crypto::tls;
+use crate::crypto::KeyBackend;
 use crate::fleet_limits::FleetLimits;
 use crate::http::openapi::SpecJson;
 use crate::http::{self, request_id};
@@ -58,7 +59,7 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .await
         .context("applying database migrations")?;
     bootstrap::verify_master_key(&store, &master_key).await?;
-    let keyring = Arc::new(KeyRing::new(master_key));
+    let keyring = Arc::new(KeyRing::new(KeyBackend::software(master_key)));
     keyring
         .reload(&store)
         .await

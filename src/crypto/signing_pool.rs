@@ -56,7 +56,7 @@ pub async fn sign(
     signer: Arc<JwsSigner>,
     payload: Value,
 ) -> anyhow::Result<String> {
-    let algorithm = signer.key.algorithm;
+    let algorithm = signer.key.algorithm();
     let run = move || signer.sign(&payload);
     let signed = match algorithm.key_type() {
         KeyType::Rsa { bits } if bits > RSA_IN_PLACE_MAX_BITS => {

@@ -7,9 +7,10 @@ use crate::crypto::secret;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
 use crate::domain::group::Cidr;
+use crate::domain::kid::Kid;
 use crate::domain::names::{CallerName, GroupName};
 use crate::service::error::{ServiceError, ServiceResult};
-use crate::service::keys::{self, generate_pair, new_key_name, store_key};
+use crate::service::keys::{self, make_key, new_key_name, store_key};
 use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
@@ -85,9 +86,10 @@ pub async fn create(
             return Err(already_exists(&spec.name));
         }
     }
-    let pair = generate_pair(algorithm).await?;
-    let new_secret = secret::generate();
     let now = state.clock.now();
+    let kid = Kid::new(&spec.name, &new_key_name(now));
+    let made = make_key(state, &kid, algorithm).await?;
+    let new_secret = secret::generate();
     let row = CallerRow {
         name: spec.name.to_string(),
         algorithm: algorithm.to_string(),
@@ -119,9 +121,8 @@ pub async fn create(
         state,
         origin,
         action::KEY_CREATED,
-        &spec.name,
-        &new_key_name(now),
-        &pair,
+        &kid,
+        &made,
         true,
         now,
     )

@@ -18,9 +18,10 @@ use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::key::KeyState;
+use crate::domain::kid::Kid;
 use crate::domain::names::CallerName;
 use crate::service::error::{ServiceError, ServiceResult};
-use crate::service::keys::{generate_pair, new_key_name, refresh, store_key};
+use crate::service::keys::{make_key, new_key_name, refresh, store_key};
 use crate::state::AppState;
 use crate::store::keys::{self, KeyRow};
 use crate::store::{callers, StoreError};
@@ -119,8 +120,9 @@ async fn prepublish_next(
 ) -> ServiceResult<Option<String>> {
     let algorithm = Algorithm::from_str(algorithm)
         .map_err(|m| ServiceError::internal(StoreError::Corrupt(m)))?;
-    let pair = generate_pair(algorithm).await?;
     let caller = CallerName::parse(caller)?;
+    let kid = Kid::new(&caller, &new_key_name(now));
+    let made = make_key(state, &kid, algorithm).await?;
     let mut tx = state.store.begin().await?;
     // Decided on a read outside this transaction: another replica may have
     // prepublished since.
@@ -130,15 +132,13 @@ async fn prepublish_next(
     {
         return Ok(None);
     }
-    let name = new_key_name(now);
     let row = store_key(
         &mut tx,
         state,
         origin,
         action::KEY_CREATED,
-        &caller,
-        &name,
-        &pair,
+        &kid,
+        &made,
         false,
         now,
     )

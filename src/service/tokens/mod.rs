@@ -193,7 +193,7 @@ async fn decide_and_sign(
             token,
             kid: signer.kid.clone(),
             jti,
-            algorithm: signer.key.algorithm,
+            algorithm: signer.key.algorithm(),
             issued_at: iat,
             expires_at: exp,
             lifetime: allowance.lifetime,
