@@ -167,7 +167,7 @@ fn build(previous: &Snapshot, rows: Vec<KeyRow>, backend: &KeyBackend) -> anyhow
         if state == KeyState::Active {
             let signer = match previous.signers.get(&row.caller) {
                 Some(s) if s.kid == row.kid => s.clone(),
-                _ => Arc::new(open_signer(&row, algorithm, backend)?),
+                _ => Arc::new(open_signer(&row, algorithm, &entry.public, backend)?),
             };
             signers.insert(row.caller.clone(), signer);
         }
@@ -224,13 +224,20 @@ fn published_key(
 pub fn open_signer(
     row: &KeyRow,
     algorithm: Algorithm,
+    public: &PublicKey,
     backend: &KeyBackend,
 ) -> anyhow::Result<JwsSigner> {
-    let signer = backend.open(&row.kid, algorithm, &held(row))?;
+    let signer = backend.open(&row.kid, algorithm, &held(row)?, public)?;
     Ok(JwsSigner::new(row.kid.clone(), signer))
 }
 
 /// Where the database says the private half of `row` lives.
-pub fn held(row: &KeyRow) -> Held {
-    Held::Sealed(row.private_enc.clone())
+pub fn held(row: &KeyRow) -> anyhow::Result<Held> {
+    match (row.backend.as_str(), &row.token_object_id) {
+        ("software", _) => Ok(Held::Sealed(row.private_enc.clone())),
+        ("pkcs11", Some(id)) => Ok(Held::Token {
+            object_id: id.clone(),
+        }),
+        (other, _) => anyhow::bail!("key {} has an unknown backend {other:?}", row.kid),
+    }
 }

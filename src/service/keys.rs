@@ -65,14 +65,18 @@ pub struct NewKey {
 }
 
 /// Generates the key `kid` where the key backend puts new keys, on a
-/// blocking thread: RSA-4096 takes seconds.
+/// blocking thread: RSA-4096 takes seconds. A token that cannot be
+/// reached is a 503: nothing was changed.
 pub async fn make_key(state: &AppState, kid: &Kid, algorithm: Algorithm) -> ServiceResult<MadeKey> {
     let backend = state.keyring.backend().clone();
     let kid = kid.to_string();
     tokio::task::spawn_blocking(move || backend.generate(&kid, algorithm))
         .await
         .map_err(ServiceError::internal)?
-        .map_err(ServiceError::internal)
+        .map_err(|e| match e {
+            KeyError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            e => ServiceError::internal(e),
+        })
 }
 
 /// A time-ordered, unique key name: `20261122T061500Z-1a2b3c4d`.
@@ -109,7 +113,10 @@ pub async fn store_key(
     if activate {
         keys::retire_active(conn, kid.caller(), now).await?;
     }
-    let Held::Sealed(sealed) = &made.held;
+    let (private_enc, token_object_id) = match &made.held {
+        Held::Sealed(sealed) => (sealed.clone(), None),
+        Held::Token { object_id } => (Vec::new(), Some(object_id.clone())),
+    };
     let row = KeyRow {
         kid: kid.to_string(),
         caller: kid.caller().to_owned(),
@@ -121,11 +128,13 @@ pub async fn store_key(
         }
         .to_string(),
         public_der: made.public.spki_der.clone(),
-        private_enc: sealed.clone(),
+        private_enc,
         created_at: now,
         activated_at: activate.then_some(now),
         retired_at: None,
         revoked_at: None,
+        backend: made.held.backend().as_str().to_owned(),
+        token_object_id,
     };
     match keys::insert(conn, &row).await {
         Err(StoreError::Conflict(_)) => {
@@ -263,7 +272,21 @@ async fn take_in(state: &AppState, kid: &Kid, pair: KeyPair) -> ServiceResult<Ma
     tokio::task::spawn_blocking(move || backend.import(&kid, pair))
         .await
         .map_err(ServiceError::internal)?
-        .map_err(|e| ServiceError::bad_field("private_key", e.to_string()))
+        .map_err(|e| match e {
+            KeyError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            e => ServiceError::bad_field("private_key", e.to_string()),
+        })
+}
+
+/// Destroys a key made by [`make_key`] that was not stored after all
+/// (another replica got there first), so no orphan stays in a token.
+/// Best effort: a failure is logged, never the caller's problem.
+pub async fn discard(state: &AppState, made: MadeKey) {
+    let backend = state.keyring.backend().clone();
+    let done = tokio::task::spawn_blocking(move || backend.destroy(&made.held)).await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!(error = %e, "a key made but not stored could not be destroyed");
+    }
 }
 
 async fn add(

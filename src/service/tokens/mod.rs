@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use self::audit::{record_issued, Denier};
 use crate::audit::Origin;
+use crate::crypto::keypair::KeyError;
 use crate::crypto::signing_pool::{new_jti, sign};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
@@ -185,9 +186,18 @@ async fn decide_and_sign(
         extra: &request.claims,
     })
     .map_err(|e| IssueError::Failed(ServiceError::internal(e)))?;
+    let started = std::time::Instant::now();
     let token = sign(&state.signing, signer.clone(), payload)
         .await
-        .map_err(|e| IssueError::Failed(ServiceError::Internal(e)))?;
+        .map_err(|e| IssueError::Failed(signing_failed(e)))?;
+    state
+        .metrics
+        .signing_seconds
+        .with_label_values(&[
+            signer.key.backend().as_str(),
+            signer.key.algorithm().as_str(),
+        ])
+        .observe(started.elapsed().as_secs_f64());
     Ok((
         IssuedToken {
             token,
@@ -201,4 +211,14 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
+}
+
+/// A token (HSM) that cannot sign now is a 503 the client may retry; any
+/// other signing failure is internal.
+fn signing_failed(e: anyhow::Error) -> ServiceError {
+    match e.downcast::<KeyError>() {
+        Ok(KeyError::Unavailable(detail)) => ServiceError::Unavailable(detail),
+        Ok(other) => ServiceError::internal(other),
+        Err(e) => ServiceError::Internal(e),
+    }
 }
