@@ -321,3 +321,46 @@ async fn a_retired_key_is_destroyed_in_the_token_when_its_grace_ends() {
     let active = app.state.keyring.snapshot().signers["svc"].kid.clone();
     assert!(listing.contains(&active), "the active key stays: {listing}");
 }
+
+#[tokio::test]
+async fn sealed_keys_from_before_keep_signing_and_rekey_leaves_the_token_alone() {
+    let hsm = Hsm::new();
+    let data = tempfile::tempdir().unwrap();
+    let db = crate::helpers::fresh_database_url(data.path()).await;
+    let master_key = asapd::crypto::MasterKey::generate_base64();
+    let admin = crate::process::init_admin(data.path(), &db, &master_key);
+    let software = crate::process::Server::start(data.path(), &db, &master_key).await;
+    let app = HsmApp {
+        server: software,
+        data,
+        db,
+        master_key,
+        admin,
+    };
+    let (soft, soft_secret, soft_kid) = app.caller("soft", "ES256").await;
+    assert_eq!(key_row(&app.db, &soft_kid).await.backend, "software");
+
+    let app = app.restart(&hsm).await;
+    let (kid, _) = verify(&app.server, &token(&app.server, &soft, &soft_secret).await).await;
+    assert_eq!(
+        kid, soft_kid,
+        "a sealed key keeps signing on the pkcs11 backend"
+    );
+    let (_, _, hard_kid) = app.caller("hard", "ES256").await;
+    assert_held_in_token(&hsm, &app.db, &hard_kid, true).await;
+
+    let cmd = hsm.asapd(&["rekey"], app.data.path(), &app.db, &app.master_key, PIN);
+    let out = output_within(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The sealed ones: the admin's and soft's; hard's is in the token.
+    assert!(stdout.contains("asapd rekey: 2 private keys"), "{stdout}");
+    assert!(
+        stdout.contains("1 key(s) held in the PKCS#11 token are not part of a rekey"),
+        "{stdout}"
+    );
+}
