@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -358,7 +358,7 @@ impl Token {
             .next()
             .ok_or(CkError::Pkcs11(
                 RvError::KeyHandleInvalid,
-                cryptoki::context::Function::FindObjects,
+                Function::FindObjects,
             ))?;
         let mut conn = self.conn.lock().expect("lock");
         conn.handles.insert(id.to_vec(), handle);
@@ -501,9 +501,14 @@ pub fn object_id(kid: &str) -> Vec<u8> {
     sha2::Sha256::digest(kid.as_bytes())[..16].to_vec()
 }
 
-/// Errors after which the connection is not to be trusted again.
+/// Errors after which the connection is not to be trusted again. A stale
+/// handle counts (SoftHSM2 answers so when its token directory is gone),
+/// but a key the token does not have (a search that found nothing) does
+/// not: reconnecting would not bring it back, and every caller's requests
+/// would pay for one caller's missing key.
 fn is_lost(e: &CkError) -> bool {
     match e {
+        CkError::Pkcs11(RvError::KeyHandleInvalid, Function::FindObjects) => false,
         CkError::Pkcs11(rv, _) => matches!(
             rv,
             RvError::DeviceRemoved
@@ -706,6 +711,24 @@ mod tests {
             sessions: 1,
         };
         assert!(!format!("{config:?}").contains("123456-secret"));
+    }
+
+    #[test]
+    fn a_missing_key_is_not_a_lost_token() {
+        let missing = CkError::Pkcs11(RvError::KeyHandleInvalid, Function::FindObjects);
+        assert!(!is_lost(&missing));
+        assert!(is_lost(&CkError::Pkcs11(
+            RvError::DeviceRemoved,
+            Function::Sign
+        )));
+        assert!(is_lost(&CkError::Pkcs11(
+            RvError::ObjectHandleInvalid,
+            Function::SignInit
+        )));
+        assert!(!is_lost(&CkError::Pkcs11(
+            RvError::MechanismInvalid,
+            Function::SignInit
+        )));
     }
 
     #[test]
