@@ -142,6 +142,21 @@ async fn rotation_revocation_import_and_restart_keep_keys_in_the_token() {
     }
     assert_held_in_token(&hsm, &app.db, &fourth, false).await;
 
+    // The mirror needs no token (nor master key): it copies public keys.
+    let mirror = tempfile::tempdir().unwrap();
+    let to = mirror.path().join("out");
+    let args = [
+        "mirror",
+        "--to",
+        to.to_str().unwrap(),
+        "--database-url",
+        &app.db,
+    ];
+    let out = output_within(crate::process::asapd_bare(&args));
+    assert!(out.status.success(), "{out:?}");
+    let pem = std::fs::read_to_string(to.join(&fourth)).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+
     let app = app.restart(&hsm).await;
     let (kid, _) = verify(&app.server, &token(&app.server, &name, &secret).await).await;
     assert_eq!(kid, fourth, "the imported key signs after a restart");
