@@ -64,11 +64,24 @@ async fn every_algorithm_signs_in_the_token_and_verifies() {
         assert_eq!(signed_by, kid);
         assert_eq!(format!("{algorithm:?}"), alg);
         assert_held_in_token(&hsm, &app.db, &kid, true).await;
+        // asapd's own verifier, as a service using `asapd verify` would.
+        let repository = app.url("/v1/keys/");
+        let args = ["verify", "--repository", &repository, "--audience", "x"];
+        let mut cmd = crate::process::asapd_bare(&args);
+        cmd.args(["--issuer", &name, &jwt]);
+        let out = output_within(cmd);
+        assert!(out.status.success(), "asapd verify {alg}: {out:?}");
         let (status, listed) = app
             .admin(Method::GET, &format!("/v1/admin/callers/{name}/keys"), None)
             .await;
         assert_eq!(status, StatusCode::OK);
         assert!(!listed.to_string().contains("private"), "{listed}");
+    }
+    // Many at once through a pool of two sessions: each waits its turn.
+    let (name, secret, _) = app.caller("svc-busy", "ES256").await;
+    let requests = (0..16).map(|_| token_request(&app.server, &name, &secret));
+    for (status, body) in futures_util::future::join_all(requests).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
     let metrics = http()
         .get(app.url("/metrics"))
@@ -246,6 +259,10 @@ async fn a_token_removed_while_serving_answers_503_then_recovers() {
         "{problem}"
     );
     assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+    // No key can be made either: nothing is changed, and the answer says so.
+    let rotate = format!("/v1/admin/callers/{name}/keys/rotate");
+    let (status, problem) = app.admin(Method::POST, &rotate, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
 
     hsm.restore(&away);
     eventually("readyz recovers", || async {
