@@ -75,6 +75,7 @@ pub async fn make_key(state: &AppState, kid: &Kid, algorithm: Algorithm) -> Serv
         .map_err(ServiceError::internal)?
         .map_err(|e| match e {
             KeyError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            KeyError::Refused(detail) => ServiceError::Conflict(detail),
             e => ServiceError::internal(e),
         })
 }
@@ -170,8 +171,26 @@ pub async fn generate(
         None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
     };
     let kid = Kid::new(caller, &key_name(state, &req));
+    ensure_new(state, &kid).await?;
     let made = make_key(state, &kid, algorithm).await?;
     add(state, origin, action::KEY_CREATED, &kid, req.activate, made).await
+}
+
+/// Refuses a kid that exists, or a caller that does not, before a key is
+/// made: a key made in a token for nothing would stay there, and one with
+/// the kid of an existing key would share its `CKA_ID`.
+async fn ensure_new(state: &AppState, kid: &Kid) -> ServiceResult<()> {
+    let mut conn = state.store.acquire().await?;
+    let caller = kid.caller();
+    callers::get(&mut conn, caller)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
+    if keys::get(&mut conn, kid.as_str()).await?.is_some() {
+        return Err(ServiceError::Conflict(format!(
+            "key {kid} already exists; kids are never reused"
+        )));
+    }
+    Ok(())
 }
 
 /// The name of a new key: the one asked for, or a fresh one.
@@ -253,6 +272,7 @@ pub async fn import(
             e => ServiceError::bad_field("private_key", e.to_string()),
         })?;
     let kid = Kid::new(caller, &key_name(state, &req));
+    ensure_new(state, &kid).await?;
     let made = take_in(state, &kid, pair).await?;
     add(
         state,
@@ -297,15 +317,26 @@ async fn add(
     activate: bool,
     made: MadeKey,
 ) -> ServiceResult<KeyInfo> {
-    let now = state.clock.now();
-    let caller = kid.caller();
-    let mut tx = state.store.begin().await?;
-    // Lock-free existence check; the foreign key catches a concurrent delete.
-    callers::get(&mut tx, caller)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
-    let row = store_key(&mut tx, state, origin, how, kid, &made, activate, now).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let stored = async {
+        let now = state.clock.now();
+        let caller = kid.caller();
+        let mut tx = state.store.begin().await?;
+        // Lock-free existence check; the foreign key catches a concurrent delete.
+        callers::get(&mut tx, caller)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
+        let row = store_key(&mut tx, state, origin, how, kid, &made, activate, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(row)
+    }
+    .await;
+    let row = match stored {
+        Ok(row) => row,
+        Err(e) => {
+            discard(state, made).await;
+            return Err(e);
+        }
+    };
     refresh(state).await?;
     KeyInfo::try_from(&row)
 }

@@ -150,6 +150,23 @@ async fn rotation_revocation_import_and_restart_keep_keys_in_the_token() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{imported}");
     let fourth = imported["kid"].as_str().unwrap().to_owned();
+    // An existing kid again: refused before anything is made in the token.
+    let first_name = first.split_once('/').unwrap().1;
+    let body = json!({"name": first_name});
+    let path = format!("/v1/admin/callers/{name}/keys");
+    let (status, problem) = app.admin(Method::POST, &path, Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let body = json!({"private_key": STANDARD.encode(pair.pkcs8_der()), "kid": first});
+    let (status, problem) = app
+        .admin(Method::POST, &format!("{path}/import"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let listing = hsm.list_private_keys();
+    assert_eq!(
+        listing.matches(&format!("label:      {first}\n")).count(),
+        1,
+        "{listing}"
+    );
     for kid in [&first, &third] {
         assert_held_in_token(&hsm, &app.db, kid, true).await;
     }

@@ -418,6 +418,12 @@ impl Token {
             }
         };
         let spki = self.with_session(|_, session| {
+            if !session
+                .find_objects(&[Attribute::Id(id.clone())])?
+                .is_empty()
+            {
+                return Ok(Err(taken(kid)));
+            }
             let (public_handle, _) = session.generate_key_pair(&mechanism, &public, &private)?;
             read_public(session, public_handle, algorithm)
         })??;
@@ -433,6 +439,12 @@ impl Token {
         template.push(Attribute::Class(ObjectClass::PRIVATE_KEY));
         template.extend(private_attributes(pair)?);
         let attributes = self.with_session(|_, session| {
+            if !session
+                .find_objects(&[Attribute::Id(id.clone())])?
+                .is_empty()
+            {
+                return Ok(None);
+            }
             let handle = session.create_object(&template)?;
             let kept = session.get_attributes(
                 handle,
@@ -445,10 +457,11 @@ impl Token {
             if !sensitive || extractable {
                 session.destroy_object(handle)?;
             }
-            Ok((sensitive, extractable))
+            Ok(Some((sensitive, extractable)))
         });
         match attributes {
-            Ok((true, false)) => Ok(id),
+            Ok(None) => Err(taken(kid)),
+            Ok(Some((true, false))) => Ok(id),
             Ok(_) => Err(KeyError::Refused(format!(
                 "the token {:?} does not keep an imported key sensitive and not extractable, \
                  so it was not imported; generate the key in the token instead",
@@ -475,6 +488,15 @@ impl Token {
             Ok(objects.len())
         })
     }
+}
+
+/// The token holds objects with the `CKA_ID` of `kid` already (left by a
+/// key whose row was never written): a second would make the key to sign
+/// with ambiguous.
+fn taken(kid: &str) -> KeyError {
+    KeyError::Refused(format!(
+        "the token already holds an object for kid {kid}; choose another key name"
+    ))
 }
 
 /// A private key of the token that only signs, and never leaves it.
