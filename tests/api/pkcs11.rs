@@ -150,23 +150,6 @@ async fn rotation_revocation_import_and_restart_keep_keys_in_the_token() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{imported}");
     let fourth = imported["kid"].as_str().unwrap().to_owned();
-    // An existing kid again: refused before anything is made in the token.
-    let first_name = first.split_once('/').unwrap().1;
-    let body = json!({"name": first_name});
-    let path = format!("/v1/admin/callers/{name}/keys");
-    let (status, problem) = app.admin(Method::POST, &path, Some(body)).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
-    let body = json!({"private_key": STANDARD.encode(pair.pkcs8_der()), "kid": first});
-    let (status, problem) = app
-        .admin(Method::POST, &format!("{path}/import"), Some(body))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
-    let listing = hsm.list_private_keys();
-    assert_eq!(
-        listing.matches(&format!("label:      {first}\n")).count(),
-        1,
-        "{listing}"
-    );
     for kid in [&first, &third] {
         assert_held_in_token(&hsm, &app.db, kid, true).await;
     }
@@ -195,6 +178,29 @@ async fn rotation_revocation_import_and_restart_keep_keys_in_the_token() {
         http().get(url).send().await.unwrap().status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn an_existing_kid_is_refused_before_the_token_makes_a_twin() {
+    let hsm = Hsm::new();
+    let app = HsmApp::start(&hsm).await;
+    let (name, _, first) = app.caller("svc", "ES256").await;
+    let first_name = first.split_once('/').unwrap().1;
+    let path = format!("/v1/admin/callers/{name}/keys");
+    let (status, problem) = app
+        .admin(Method::POST, &path, Some(json!({"name": first_name})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let pair =
+        asapd::crypto::KeyPair::generate(asapd::domain::algorithm::Algorithm::ES256).unwrap();
+    let body = json!({"private_key": STANDARD.encode(pair.pkcs8_der()), "kid": first});
+    let (status, problem) = app
+        .admin(Method::POST, &format!("{path}/import"), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    let listing = hsm.list_private_keys();
+    let label = format!("label:      {first}\n");
+    assert_eq!(listing.matches(&label).count(), 1, "{listing}");
 }
 
 #[tokio::test]
