@@ -120,3 +120,40 @@ where
 /// `ASAPD_PKCS11__PIN` exactly as set: the environment layer would read
 /// `0123` as the number 123 and lose the leading zero.
 pub(super) const PIN_VARIABLE: &str = "PKCS11__PIN";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::{Format, Toml};
+    use figment::Figment;
+
+    fn pin_of(toml: &str) -> Result<Option<String>, String> {
+        Figment::from(Toml::string(toml))
+            .extract::<Pkcs11Settings>()
+            .map(|s| s.pin.map(|p| p.0))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_pin_is_read_as_text_or_number_and_never_echoed() {
+        assert_eq!(pin_of("pin = \"0123\"").unwrap().as_deref(), Some("0123"));
+        assert_eq!(pin_of("pin = 98765").unwrap().as_deref(), Some("98765"));
+        assert_eq!(pin_of("").unwrap(), None);
+        let err = pin_of("pin = [\"s3cr3t-pin\"]").unwrap_err();
+        assert!(!err.contains("s3cr3t-pin"), "{err}");
+    }
+
+    #[test]
+    fn the_settings_needed_are_named() {
+        let mut s = Pkcs11Settings::default();
+        assert!(s.validate().unwrap_err().starts_with("pkcs11.module"));
+        s.module = Some("/x.so".into());
+        assert!(s.validate().unwrap_err().starts_with("pkcs11.token_label"));
+        s.token_label = Some("t".into());
+        assert!(s.validate().unwrap_err().contains("pkcs11.pin"));
+        s.pin = Some(Redacted("1".into()));
+        assert!(s.validate().is_ok());
+        s.pin_file = Some("/p".into());
+        assert!(s.validate().is_err(), "not both");
+    }
+}
