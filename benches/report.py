@@ -28,6 +28,7 @@ machine = dict(
 )
 sign = load_json("sign.json") or {}
 audit = load_json("audit.json") or {}
+pkcs11_sign = load_json("pkcs11_sign.json") or {}
 
 
 def wrk(name):
@@ -252,6 +253,18 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             text, ok = f"**{x:.2f}** of {c1:,.0f} (one-thread ceiling; no all-cores sign rate)", x >= target
         row(label, r, text, tgt)
         verdicts.append((f"{alg} issuance on {db_label}", text, ok))
+# The same issuance with the keys in a SoftHSM2 token, next to the software
+# keys on the same kind of server (SQLite) in this run.
+for alg in ("ES256", "RS256"):
+    r = wrk(f"token-pkcs11-{alg}")
+    if r is None:
+        continue
+    raw = pkcs11_sign.get(f"{alg}_pkcs11_raw")
+    text, _ = ratio(r, wrk(f"token-sqlite-{alg}"), 0)
+    text += " of software keys"
+    if raw and not r["errors"]:
+        text += f"; {r['rps'] / raw:.2f} of one session's raw C_Sign ({fmt_rate(raw)}/s)"
+    row(f"`POST /v1/tokens` {alg}, SQLite, keys in SoftHSM2 (PKCS#11)", r, text)
 # Introspection against its own ceiling, 1/(1/healthz + 1/verify_rate) with
 # the same server's /healthz rate and the ES256 verify rate of asapd's kept
 # verifier on all cores (benches/sign.rs), both from this run; and, as
@@ -294,6 +307,27 @@ if ceilings:
         add("Ceiling = 1/(1/healthz_rate + 1/sign_rate): the same server's `/healthz` rate and the "
             "**one-thread** rate of asapd's own signer with the key pair kept parsed (this sign.json "
             "has no all-cores rate), which understates what the cores can sign.")
+    add("")
+
+if pkcs11_sign:
+    add("### Signing in a PKCS#11 token (`benches/pkcs11_sign.rs`, SoftHSM2)")
+    add("")
+    add("| alg | raw `C_Sign`, one session | asapd's signer, one thread | CPU per signature, raw → asapd | "
+        f"asapd's own time per signature | asapd, {pkcs11_sign.get('sessions')} sessions at once |")
+    add("|---|---:|---:|---:|---:|---:|")
+    for alg in ("ES256", "RS256"):
+        g = lambda k: pkcs11_sign.get(f"{alg}_pkcs11_{k}")
+        if g("raw") is None:
+            continue
+        add(f"| {alg} | {fmt_rate(g('raw'))}/s | {fmt_rate(g('asapd'))}/s | "
+            f"{g('raw_cpu_us')} → {g('asapd_cpu_us')} µs | **{g('overhead_us')} µs** "
+            f"(by wall time: {g('overhead_wall_us')} µs) | {fmt_rate(g('asapd_sessions'))}/s |")
+    add("")
+    add("asapd's own time per signature: the measuring thread's CPU time per signature through asapd's "
+        "signer (the claims' JSON, base64, the digest, the session pool and the key handle cache "
+        "around the same `C_Sign`) minus the same for `C_Sign` alone; SoftHSM2 signs in the calling "
+        "thread, so both include the token's work. The two run interleaved, five slices each; the "
+        "wall-time difference is shown too but moves with the neighbours' load.")
     add("")
 
 # --- the fleet ------------------------------------------------------------------------

@@ -61,7 +61,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # --- build first, so no compile overlaps a measurement ----------------------
 say "cargo build --release; build the bench programs"
 $CARGO build --release --locked
-$CARGO bench --locked --no-run --bench sign --bench audit
+$CARGO bench --locked --no-run --bench sign --bench audit --bench pkcs11_sign
 BIN=$CARGO_TARGET_DIR/release/asapd
 
 # --- scratch space -----------------------------------------------------------
@@ -139,6 +139,15 @@ fi
 say "signing rate in process, one thread and all cores (benches/sign.rs)"
 $CARGO bench --locked --bench sign -- --secs 2 >"$RES/sign.json"
 cat "$RES/sign.json" >&2
+
+# Signing in a SoftHSM2 token: C_Sign alone vs asapd's signer around it.
+if command -v softhsm2-util >/dev/null; then
+    say "signing in a PKCS#11 token, raw C_Sign vs asapd (benches/pkcs11_sign.rs)"
+    $CARGO bench --locked --bench pkcs11_sign -- --secs 2 >"$RES/pkcs11_sign.json"
+    cat "$RES/pkcs11_sign.json" >&2
+else
+    echo "bench: softhsm2-util missing (scripts/prereqs.sh installs it); no PKCS#11 rows" >&2
+fi
 
 # The same operations in OpenSSL, the unit of the reference figures
 # (ES256 ≈ 51k/s, RS256 ≈ 3.5k/s on one core of a quiet machine): tells how
@@ -414,6 +423,28 @@ load keys-asapd-inm asapd "$SERVER_URL/v1/keys/$KID" BENCH_HEADER="If-None-Match
 tokens sqlite
 introspect sqlite
 stop_asapd
+
+# --- 3a'. the same issuance with the keys in a SoftHSM2 token (PKCS#11) -------------
+if command -v softhsm2-util >/dev/null; then
+    say "asapd serve, SQLite, keys.backend = pkcs11 (SoftHSM2)"
+    HSM=$WORK/hsm
+    mkdir -p "$HSM/tokens"
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$HSM/tokens" >"$HSM/softhsm2.conf"
+    export SOFTHSM2_CONF=$HSM/softhsm2.conf
+    softhsm2-util --init-token --free --label asapd-bench --so-pin 87654321 --pin 0123456 >/dev/null
+    export ASAPD_KEYS__BACKEND=pkcs11 ASAPD_PKCS11__TOKEN_LABEL=asapd-bench ASAPD_PKCS11__PIN=0123456
+    export ASAPD_PKCS11__MODULE=${ASAPD_TEST_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+    export ASAPD_PKCS11__SESSIONS=$(nproc)
+    DATA_HSM=$WORK/data-pkcs11
+    init_admin --data-dir "$DATA_HSM"
+    start_asapd pkcs11 http --data-dir "$DATA_HSM"
+    setup_callers
+    tokens pkcs11
+    stop_asapd
+    unset SOFTHSM2_CONF ASAPD_KEYS__BACKEND ASAPD_PKCS11__TOKEN_LABEL ASAPD_PKCS11__PIN \
+        ASAPD_PKCS11__MODULE ASAPD_PKCS11__SESSIONS
+fi
 
 # --- 3b. the same database over HTTPS (key endpoint only) --------------------------
 say "asapd serve, SQLite, HTTPS (rustls)"

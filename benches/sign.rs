@@ -48,6 +48,10 @@ use rsa::pkcs8::DecodePrivateKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+#[path = "support/common.rs"]
+mod common;
+use common::{secs_arg, thread_cpu_secs};
+
 /// The claims asapd puts in a token (step 7 of docs/ARCHITECTURE.md, "The path of a token request").
 #[derive(Serialize, Deserialize)]
 struct Claims {
@@ -74,18 +78,6 @@ fn claims(n: u64) -> Claims {
         iat: now,
         exp: now + 60,
     }
-}
-
-/// CPU time this thread has used, in seconds (Linux; 10 ms resolution),
-/// or `None` elsewhere.
-fn thread_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields overall, in clock ticks (USER_HZ = 100 on Linux).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 /// What one variant measured (on one thread, or summed over threads).
@@ -234,14 +226,7 @@ fn verify_rates(
 }
 
 fn main() {
-    // `cargo bench` appends `--bench`; accept it and `--secs N`.
-    let args: Vec<String> = std::env::args().collect();
-    let secs = args
-        .iter()
-        .position(|a| a == "--secs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(2.0);
+    let secs = secs_arg(2.0);
 
     let mut out = serde_json::Map::new();
     out.insert("secs_per_variant".into(), json!(secs));

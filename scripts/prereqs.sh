@@ -46,9 +46,8 @@ PACKAGES=(
     "chromium|GET /docs rendered headless (make docs-browser)|has_cmd chromium"
     "nodejs|npm atlassian-jwt, the qsh reference of make interop|has_cmd node nodejs"
     "npm|installs npm atlassian-jwt (interop) and newman (make postman)|has_cmd npm"
-    # Hardware-key tests, when they come: uncomment with their check.
-    # "softhsm2|a PKCS#11 token for the HSM tests|has_cmd softhsm2-util"
-    # "opensc|pkcs11-tool for the HSM tests|has_cmd pkcs11-tool"
+    "softhsm2|a PKCS#11 token for the HSM tests (tests/api/pkcs11.rs, make bench)|has_cmd softhsm2-util"
+    "opensc|pkcs11-tool for the HSM tests|has_cmd pkcs11-tool"
 )
 
 missing=()

@@ -16,7 +16,8 @@ use actix_web::web::Bytes;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::crypto::{JwsSigner, JwsVerifier, KeyPair, MasterKey, PublicKey};
+use crate::crypto::signer::Held;
+use crate::crypto::{JwsSigner, JwsVerifier, KeyBackend, MasterKey, PublicKey};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
 use crate::store::{keys, keys::KeyRow, Store};
@@ -59,7 +60,7 @@ pub fn etag_of(body: &[u8]) -> String {
 pub struct KeyRing {
     current: RwLock<Arc<Snapshot>>,
     reload_lock: tokio::sync::Mutex<()>,
-    master_key: MasterKey,
+    backend: KeyBackend,
     /// Bounds the database lookups of kids the ring does not hold: the key
     /// repository is public, and unknown kids cost nothing else.
     miss_lookups: governor::DefaultDirectRateLimiter,
@@ -69,7 +70,7 @@ pub struct KeyRing {
 const MISS_LOOKUPS_PER_SECOND: u32 = 50;
 
 impl KeyRing {
-    pub fn new(master_key: MasterKey) -> Self {
+    pub fn new(backend: KeyBackend) -> Self {
         Self {
             current: RwLock::new(Arc::new(Snapshot {
                 jwks: Bytes::from_static(br#"{"keys":[]}"#),
@@ -77,7 +78,7 @@ impl KeyRing {
                 ..Snapshot::default()
             })),
             reload_lock: tokio::sync::Mutex::new(()),
-            master_key,
+            backend,
             miss_lookups: governor::RateLimiter::direct(governor::Quota::per_second(
                 std::num::NonZeroU32::new(MISS_LOOKUPS_PER_SECOND).expect("non-zero"),
             )),
@@ -89,7 +90,12 @@ impl KeyRing {
     }
 
     pub fn master_key(&self) -> &MasterKey {
-        &self.master_key
+        self.backend.master_key()
+    }
+
+    /// Where new keys are made and stored keys are opened.
+    pub fn backend(&self) -> &KeyBackend {
+        &self.backend
     }
 
     /// A key that is published in the database but not yet in this ring:
@@ -127,10 +133,10 @@ impl KeyRing {
             keys::list_published(&mut conn).await?
         };
         let previous = self.snapshot();
-        let master_key = self.master_key.clone();
+        let backend = self.backend.clone();
         // Decrypting and parsing RSA keys is CPU work: keep it off the
         // async workers.
-        let next = tokio::task::spawn_blocking(move || build(&previous, rows, &master_key))
+        let next = tokio::task::spawn_blocking(move || build(&previous, rows, &backend))
             .await
             .context("key ring rebuild panicked")??;
         *self.current.write().expect("key ring lock poisoned") = Arc::new(next);
@@ -138,11 +144,7 @@ impl KeyRing {
     }
 }
 
-fn build(
-    previous: &Snapshot,
-    rows: Vec<KeyRow>,
-    master_key: &MasterKey,
-) -> anyhow::Result<Snapshot> {
+fn build(previous: &Snapshot, rows: Vec<KeyRow>, backend: &KeyBackend) -> anyhow::Result<Snapshot> {
     let mut published = HashMap::with_capacity(rows.len());
     let mut signers = HashMap::new();
     for row in rows {
@@ -165,7 +167,7 @@ fn build(
         if state == KeyState::Active {
             let signer = match previous.signers.get(&row.caller) {
                 Some(s) if s.kid == row.kid => s.clone(),
-                _ => Arc::new(open_signer(&row, algorithm, master_key)?),
+                _ => Arc::new(open_signer(&row, algorithm, &entry.public, backend)?),
             };
             signers.insert(row.caller.clone(), signer);
         }
@@ -218,21 +220,24 @@ fn published_key(
     })
 }
 
-/// Decrypts and parses a stored private key.
+/// Opens a stored key for signing, wherever its private half lives.
 pub fn open_signer(
     row: &KeyRow,
     algorithm: Algorithm,
-    master_key: &MasterKey,
+    public: &PublicKey,
+    backend: &KeyBackend,
 ) -> anyhow::Result<JwsSigner> {
-    let der = master_key
-        .open(&row.private_enc, row.kid.as_bytes())
-        .with_context(|| {
-            format!(
-                "private key of {} does not decrypt with this master key",
-                row.kid
-            )
-        })?;
-    let key = KeyPair::from_pkcs8_der(algorithm, &der)
-        .with_context(|| format!("private key of {} does not parse", row.kid))?;
-    Ok(JwsSigner::new(row.kid.clone(), key))
+    let signer = backend.open(&row.kid, algorithm, &held(row)?, public)?;
+    Ok(JwsSigner::new(row.kid.clone(), signer))
+}
+
+/// Where the database says the private half of `row` lives.
+pub fn held(row: &KeyRow) -> anyhow::Result<Held> {
+    match (row.backend.as_str(), &row.token_object_id) {
+        ("software", _) => Ok(Held::Sealed(row.private_enc.clone())),
+        ("pkcs11", Some(id)) => Ok(Held::Token {
+            object_id: id.clone(),
+        }),
+        (other, _) => anyhow::bail!("key {} has an unknown backend {other:?}", row.kid),
+    }
 }

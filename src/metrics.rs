@@ -170,6 +170,9 @@ pub struct Metrics {
     /// Statements that wrote a caller's fleet-wide bucket (`rate_buckets`):
     /// a caller over its limit must not turn into a write load.
     pub rate_bucket_writes: IntCounter,
+    /// Time to sign one token, by key backend (`software`, `pkcs11`) and
+    /// algorithm: what an HSM adds to issuing.
+    pub signing_seconds: HistogramVec,
 }
 
 impl Default for Metrics {
@@ -199,6 +202,15 @@ impl Metrics {
                 &r,
                 HistogramOpts::new("audit_write_seconds", "Audit batch commit latency")
                     .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
+            ),
+            signing_seconds: histogram_vec(
+                &r,
+                HistogramOpts::new(
+                    "signing_seconds",
+                    "Time to sign one token, by key backend and algorithm",
+                )
+                .buckets(exponential_buckets(0.00001, 2.0, 16).unwrap()),
+                &["backend", "algorithm"],
             ),
             audit_batch_size: histogram(
                 &r,

@@ -13,9 +13,11 @@ use utoipa_actix_web::AppExt;
 use crate::audit::Auditor;
 use crate::caller_cache::CallerCache;
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{KeyBackendSetting, Settings};
+use crate::crypto::signer::pkcs11::{Pin, Token, TokenConfig};
 use crate::crypto::signing_pool::SigningPool;
 use crate::crypto::tls;
+use crate::crypto::KeyBackend;
 use crate::fleet_limits::FleetLimits;
 use crate::http::openapi::SpecJson;
 use crate::http::{self, request_id};
@@ -58,7 +60,11 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         .await
         .context("applying database migrations")?;
     bootstrap::verify_master_key(&store, &master_key).await?;
-    let keyring = Arc::new(KeyRing::new(master_key));
+    let backend = match settings.keys.backend {
+        KeyBackendSetting::Software => KeyBackend::software(master_key),
+        KeyBackendSetting::Pkcs11 => KeyBackend::pkcs11(master_key, open_token(&settings).await?),
+    };
+    let keyring = Arc::new(KeyRing::new(backend));
     keyring
         .reload(&store)
         .await
@@ -90,6 +96,35 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         signing: SigningPool::new(),
         revoked,
     })
+}
+
+/// Loads the PKCS#11 module and logs in to the token of `[pkcs11]`. Every
+/// failure names the setting to fix; none shows the PIN.
+async fn open_token(settings: &Settings) -> anyhow::Result<Arc<Token>> {
+    let p = &settings.pkcs11;
+    let pin = p.read_pin()?;
+    let config = TokenConfig {
+        module: p.module.clone().context("pkcs11.module is required")?,
+        label: p
+            .token_label
+            .clone()
+            .context("pkcs11.token_label is required")?,
+        pin: Pin::new(pin.0),
+        pin_setting: if p.pin.is_some() {
+            "pkcs11.pin"
+        } else {
+            "pkcs11.pin (read from pkcs11.pin_file)"
+        },
+        sessions: p.sessions,
+    };
+    let token = tokio::task::spawn_blocking(move || Token::open(config))
+        .await
+        .context("opening the PKCS#11 token panicked")??;
+    tracing::info!(
+        token = token.label(),
+        "signing keys are held in a PKCS#11 token"
+    );
+    Ok(Arc::new(token))
 }
 
 impl Application {

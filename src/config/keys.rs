@@ -16,6 +16,17 @@ pub struct KeySettings {
     /// How often each replica reloads the key ring from the database, so
     /// keys created or revoked by another replica are seen, in seconds.
     pub refresh_interval_secs: u64,
+    /// Where new signing keys are made and held: sealed in the database
+    /// (`software`) or inside a PKCS#11 token (`pkcs11`, see `[pkcs11]`).
+    pub backend: KeyBackendSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBackendSetting {
+    #[default]
+    Software,
+    Pkcs11,
 }
 
 impl Default for KeySettings {
@@ -25,6 +36,7 @@ impl Default for KeySettings {
             rotation_period_secs: 30 * 86_400,
             cache_max_age_secs: 300,
             refresh_interval_secs: 10,
+            backend: KeyBackendSetting::Software,
         }
     }
 }

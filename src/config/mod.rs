@@ -8,6 +8,7 @@ pub mod audit;
 pub mod http;
 pub mod keys;
 pub mod master_key;
+pub mod pkcs11;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -19,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 pub use self::audit::{AuditSettings, CommitPacing};
 pub use self::http::HttpSettings;
-pub use self::keys::KeySettings;
+pub use self::keys::{KeyBackendSetting, KeySettings};
 pub use self::master_key::Redacted;
+pub use self::pkcs11::Pkcs11Settings;
 pub use self::tokens::{RateLimitScope, TokenSettings};
 
 pub const ENV_PREFIX: &str = "ASAPD_";
@@ -57,6 +59,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub tokens: TokenSettings,
     pub audit: AuditSettings,
+    pub pkcs11: Pkcs11Settings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             tokens: TokenSettings::default(),
             audit: AuditSettings::default(),
+            pkcs11: Pkcs11Settings::default(),
         }
     }
 }
@@ -132,6 +136,12 @@ pub const KNOWN_ENV: &[&str] = &[
     "KEYS__ROTATION_PERIOD_SECS",
     "KEYS__CACHE_MAX_AGE_SECS",
     "KEYS__REFRESH_INTERVAL_SECS",
+    "KEYS__BACKEND",
+    "PKCS11__MODULE",
+    "PKCS11__TOKEN_LABEL",
+    "PKCS11__PIN",
+    "PKCS11__PIN_FILE",
+    "PKCS11__SESSIONS",
     "HTTP__MAX_BODY_BYTES",
     "HTTP__WORKERS",
     "HTTP__TRUSTED_PROXIES",
@@ -182,12 +192,15 @@ impl Settings {
             .filter(|key| is_setting_variable(key.as_str()))
             .split("__");
         figment = figment.merge(env).merge(Serialized::defaults(cli));
-        let settings: Settings = figment.extract().map_err(|e| {
+        let mut settings: Settings = figment.extract().map_err(|e| {
             ConfigError(format!(
                 "{e}\n  hint: see the configuration reference in README.md; nested keys are \
                  ASAPD_<SECTION>__<KEY> in the environment"
             ))
         })?;
+        if let Ok(pin) = std::env::var(format!("{ENV_PREFIX}{}", pkcs11::PIN_VARIABLE)) {
+            settings.pkcs11.pin = Some(Redacted(pin));
+        }
         settings.validate()?;
         Ok((
             settings,
@@ -200,6 +213,9 @@ impl Settings {
         self.http.validate().map_err(ConfigError)?;
         self.tokens.validate().map_err(ConfigError)?;
         self.audit.validate().map_err(ConfigError)?;
+        if self.keys.backend == KeyBackendSetting::Pkcs11 {
+            self.pkcs11.validate().map_err(ConfigError)?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \
@@ -250,6 +266,7 @@ impl Settings {
 /// Known variables that are read elsewhere, not settings.
 const NOT_SETTINGS: &[&str] = &[
     "CONFIG",
+    pkcs11::PIN_VARIABLE,
     "LOG",
     "TEST_POSTGRES_URL",
     "CLIENT_ID",

@@ -13,21 +13,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 
-use super::keypair::{KeyError, KeyPair, PublicKey};
+use super::keypair::{KeyError, PublicKey};
+use super::signer::Signer;
 use crate::domain::algorithm::Algorithm;
 
-/// A key pair with its protected header already encoded.
+/// A signer with its protected header already encoded.
 pub struct JwsSigner {
     pub kid: String,
-    pub key: KeyPair,
+    pub key: Signer,
     encoded_header: String,
 }
 
 impl JwsSigner {
     /// The header is `{"typ":"JWT","alg":…,"kid":…}`, what ASAP verifiers
     /// expect (docs/ARCHITECTURE.md, "What verifiers expect").
-    pub fn new(kid: String, key: KeyPair) -> Self {
-        let mut header = jsonwebtoken::Header::new(key.algorithm.to_jwt());
+    pub fn new(kid: String, key: impl Into<Signer>) -> Self {
+        let key = key.into();
+        let mut header = jsonwebtoken::Header::new(key.algorithm().to_jwt());
         header.kid = Some(kid.clone());
         let json = serde_json::to_vec(&header).expect("a JWS header always serialises");
         Self {
@@ -41,7 +43,7 @@ impl JwsSigner {
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, KeyError> {
         let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Encoding(e.to_string()))?;
         let mut token = String::with_capacity(
-            self.encoded_header.len() + claims.len() * 4 / 3 + 2 + self.key.public.bits / 4,
+            self.encoded_header.len() + claims.len() * 4 / 3 + 2 + self.key.public().bits / 4,
         );
         token.push_str(&self.encoded_header);
         token.push('.');
@@ -136,6 +138,7 @@ impl<'a> Jws<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::KeyPair;
     use crate::domain::algorithm::Algorithm;
     use jsonwebtoken::{decode, decode_header, Validation};
     use serde_json::{json, Value};

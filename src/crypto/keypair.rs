@@ -96,6 +96,12 @@ pub enum KeyError {
     Encoding(String),
     #[error("signing failed")]
     Signing,
+    /// The key store (an HSM) cannot be reached; a retry may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The key store refused the key or the operation.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The public half, in every encoding asapd serves. Cheap to clone.

@@ -6,9 +6,11 @@ pub mod jws;
 pub mod keypair;
 pub mod master_key;
 pub mod secret;
+pub mod signer;
 pub mod signing_pool;
 pub mod tls;
 
 pub use jws::{JwsSigner, JwsVerifier};
 pub use keypair::{KeyPair, PublicKey};
 pub use master_key::MasterKey;
+pub use signer::{KeyBackend, Signer};

@@ -9,6 +9,7 @@ use rand::RngCore;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+use super::signer::Signer;
 use super::JwsSigner;
 use crate::domain::algorithm::KeyType;
 
@@ -50,13 +51,21 @@ impl Default for SigningPool {
 const RSA_IN_PLACE_MAX_BITS: usize = 2048;
 
 /// Signs with the cached, parsed key pair (docs/ARCHITECTURE.md, "Invariants"). ECDSA and RSA-2048
-/// are cheaper than a hop to another thread and sign in place.
+/// are cheaper than a hop to another thread and sign in place; a key in a
+/// PKCS#11 token signs on the blocking pool, one per token session.
 pub async fn sign(
     pool: &SigningPool,
     signer: Arc<JwsSigner>,
     payload: Value,
 ) -> anyhow::Result<String> {
-    let algorithm = signer.key.algorithm;
+    let algorithm = signer.key.algorithm();
+    if let Signer::Pkcs11(key) = &signer.key {
+        // A token call blocks for as long as the token takes: never on an
+        // async worker, and no more at once than there are sessions.
+        let token = key.token.clone();
+        let _permit = token.permits().acquire().await?;
+        return Ok(tokio::task::spawn_blocking(move || signer.sign(&payload)).await??);
+    }
     let run = move || signer.sign(&payload);
     let signed = match algorithm.key_type() {
         KeyType::Rsa { bits } if bits > RSA_IN_PLACE_MAX_BITS => {

@@ -94,6 +94,8 @@ pub mod action {
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const KEY_REVOKED: &str = "key.revoked";
     pub const KEY_EXPIRED: &str = "key.expired";
+    /// A key held in a PKCS#11 token destroyed there when its grace ended.
+    pub const KEY_DESTROYED: &str = "key.destroyed";
     pub const SETTINGS_CHANGED: &str = "settings.changed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
     /// `asapd rekey`: everything sealed re-encrypted under the current
@@ -121,6 +123,7 @@ pub mod action {
         KEY_ROTATED,
         KEY_REVOKED,
         KEY_EXPIRED,
+        KEY_DESTROYED,
         SETTINGS_CHANGED,
         AUDIT_PRUNED,
         MASTER_KEY_ROTATED,

@@ -21,7 +21,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready to issue tokens: the database answers, every migration is
 /// applied, and it accepts a write (a token's audit record must commit, so
-/// a full or read-only database takes the replica out of the balancer).
+/// a full or read-only database takes the replica out of the balancer);
+/// with `keys.backend = "pkcs11"`, the token answers too.
 #[utoipa::path(tag = "health", responses(
     (status = 200, body = Health),
     (status = 503, body = crate::http::error::Problem, content_type = "application/problem+json"),
@@ -34,5 +35,12 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         ));
     }
     state.store.check_writable(state.clock.now_ms()).await?;
+    let backend = state.keyring.backend().clone();
+    if backend.token().is_some() {
+        tokio::task::spawn_blocking(move || backend.check_ready())
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -4,15 +4,18 @@ use serde_json::json;
 
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 use crate::crypto::secret;
+use crate::crypto::signer::MadeKey;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
 use crate::domain::group::Cidr;
+use crate::domain::kid::Kid;
 use crate::domain::names::{CallerName, GroupName};
 use crate::service::error::{ServiceError, ServiceResult};
-use crate::service::keys::{self, generate_pair, new_key_name, store_key};
+use crate::service::keys::{self, make_key, new_key_name, store_key};
 use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
+use crate::store::keys::KeyRow;
 use crate::store::{groups, keys as key_store, secrets, Conn, StoreError};
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,33 @@ async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ServiceResu
     Ok(())
 }
 
+/// The caller, its secret and its first key, in one transaction.
+async fn insert(
+    state: &AppState,
+    origin: &Origin,
+    row: &CallerRow,
+    new_secret: &secret::NewSecret,
+    kid: &Kid,
+    made: &MadeKey,
+    now: i64,
+) -> ServiceResult<KeyRow> {
+    keys::ensure_ring_loads(state).await?;
+    let mut tx = state.store.begin().await?;
+    let name = CallerName::parse(row.name.as_str())?;
+    match callers::insert(&mut tx, row).await {
+        Err(StoreError::Conflict(_)) => return Err(already_exists(&name)),
+        other => other?,
+    }
+    secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
+    let event = caller_event(state, origin, action::CALLER_CREATED, row)
+        .detail(json!({"caller": caller_detail(row), "secret_id": new_secret.id}));
+    audit::record_in(&mut tx, event).await?;
+    let how = action::KEY_CREATED;
+    let key = store_key(&mut tx, state, origin, how, kid, made, true, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(key)
+}
+
 /// Creates a caller with one secret and an active key, in one transaction.
 pub async fn create(
     state: &AppState,
@@ -85,9 +115,10 @@ pub async fn create(
             return Err(already_exists(&spec.name));
         }
     }
-    let pair = generate_pair(algorithm).await?;
-    let new_secret = secret::generate();
     let now = state.clock.now();
+    let kid = Kid::new(&spec.name, &new_key_name(now));
+    let made = make_key(state, &kid, algorithm).await?;
+    let new_secret = secret::generate();
     let row = CallerRow {
         name: spec.name.to_string(),
         algorithm: algorithm.to_string(),
@@ -104,29 +135,15 @@ pub async fn create(
         updated_at: now,
         groups: strings(&spec.groups),
     };
-    keys::ensure_ring_loads(state).await?;
-    let mut tx = state.store.begin().await?;
-    match callers::insert(&mut tx, &row).await {
-        Err(StoreError::Conflict(_)) => return Err(already_exists(&spec.name)),
-        other => other?,
-    }
-    secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
-    let event = caller_event(state, origin, action::CALLER_CREATED, &row)
-        .detail(json!({"caller": caller_detail(&row), "secret_id": new_secret.id}));
-    audit::record_in(&mut tx, event).await?;
-    let key = store_key(
-        &mut tx,
-        state,
-        origin,
-        action::KEY_CREATED,
-        &spec.name,
-        &new_key_name(now),
-        &pair,
-        true,
-        now,
-    )
-    .await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let inserted = insert(state, origin, &row, &new_secret, &kid, &made, now).await;
+    let key = match inserted {
+        Ok(key) => key,
+        Err(e) => {
+            // Nothing was stored: a key made in a token for it goes too.
+            keys::discard(state, made).await;
+            return Err(e);
+        }
+    };
     state.callers.invalidate();
     // Committed: the one-time secret must reach the admin even if the
     // reload fails now (a key sealed in between under a master key this

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
 
 use crate::crypto::keypair::KeyError;
+use crate::crypto::signer::{Held, MadeKey};
 use crate::crypto::{KeyPair, PublicKey};
 use crate::domain::algorithm::Algorithm;
 use crate::domain::key::KeyState;
@@ -63,12 +64,20 @@ pub struct NewKey {
     pub activate: bool,
 }
 
-/// Generates a key pair on a blocking thread: RSA-4096 takes seconds.
-pub async fn generate_pair(algorithm: Algorithm) -> ServiceResult<KeyPair> {
-    tokio::task::spawn_blocking(move || KeyPair::generate(algorithm))
+/// Generates the key `kid` where the key backend puts new keys, on a
+/// blocking thread: RSA-4096 takes seconds. A token that cannot be
+/// reached is a 503: nothing was changed.
+pub async fn make_key(state: &AppState, kid: &Kid, algorithm: Algorithm) -> ServiceResult<MadeKey> {
+    let backend = state.keyring.backend().clone();
+    let kid = kid.to_string();
+    tokio::task::spawn_blocking(move || backend.generate(&kid, algorithm))
         .await
         .map_err(ServiceError::internal)?
-        .map_err(ServiceError::internal)
+        .map_err(|e| match e {
+            KeyError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            KeyError::Refused(detail) => ServiceError::Conflict(detail),
+            e => ServiceError::internal(e),
+        })
 }
 
 /// A time-ordered, unique key name: `20261122T061500Z-1a2b3c4d`.
@@ -88,43 +97,45 @@ pub fn new_key_name(now: i64) -> KeyName {
         .expect("generated key names fit the grammar")
 }
 
-/// Seals and stores `pair` for `caller`; retires the active key first when
-/// the new one is to be active. Runs inside the caller's transaction.
+/// Stores the key `kid` made by [`make_key`] (or imported); retires the
+/// active key first when the new one is to be active. Runs inside the
+/// caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub async fn store_key(
     conn: &mut Conn,
     state: &AppState,
     origin: &Origin,
     how: &'static str,
-    caller: &CallerName,
-    name: &KeyName,
-    pair: &KeyPair,
+    kid: &Kid,
+    made: &MadeKey,
     activate: bool,
     now: i64,
 ) -> ServiceResult<KeyRow> {
-    let kid = Kid::new(caller, name);
     if activate {
-        keys::retire_active(conn, caller.as_str(), now).await?;
+        keys::retire_active(conn, kid.caller(), now).await?;
     }
+    let (private_enc, token_object_id) = match &made.held {
+        Held::Sealed(sealed) => (sealed.clone(), None),
+        Held::Token { object_id } => (Vec::new(), Some(object_id.clone())),
+    };
     let row = KeyRow {
         kid: kid.to_string(),
-        caller: caller.to_string(),
-        algorithm: pair.algorithm.to_string(),
+        caller: kid.caller().to_owned(),
+        algorithm: made.algorithm.to_string(),
         state: if activate {
             KeyState::Active
         } else {
             KeyState::Pending
         }
         .to_string(),
-        public_der: pair.public.spki_der.clone(),
-        private_enc: state
-            .keyring
-            .master_key()
-            .seal(pair.pkcs8_der(), kid.as_str().as_bytes()),
+        public_der: made.public.spki_der.clone(),
+        private_enc,
         created_at: now,
         activated_at: activate.then_some(now),
         retired_at: None,
         revoked_at: None,
+        backend: made.held.backend().as_str().to_owned(),
+        token_object_id,
     };
     match keys::insert(conn, &row).await {
         Err(StoreError::Conflict(_)) => {
@@ -159,8 +170,34 @@ pub async fn generate(
         Some(a) => a,
         None => caller_algorithm(&mut *state.store.acquire().await?, caller.as_str()).await?,
     };
-    let pair = generate_pair(algorithm).await?;
-    add(state, origin, action::KEY_CREATED, caller, req, pair).await
+    let kid = Kid::new(caller, &key_name(state, &req));
+    ensure_new(state, &kid).await?;
+    let made = make_key(state, &kid, algorithm).await?;
+    add(state, origin, action::KEY_CREATED, &kid, req.activate, made).await
+}
+
+/// Refuses a kid that exists, or a caller that does not, before a key is
+/// made: a key made in a token for nothing would stay there, and one with
+/// the kid of an existing key would share its `CKA_ID`.
+async fn ensure_new(state: &AppState, kid: &Kid) -> ServiceResult<()> {
+    let mut conn = state.store.acquire().await?;
+    let caller = kid.caller();
+    callers::get(&mut conn, caller)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
+    if keys::get(&mut conn, kid.as_str()).await?.is_some() {
+        return Err(ServiceError::Conflict(format!(
+            "key {kid} already exists; kids are never reused"
+        )));
+    }
+    Ok(())
+}
+
+/// The name of a new key: the one asked for, or a fresh one.
+fn key_name(state: &AppState, req: &NewKey) -> KeyName {
+    req.name
+        .clone()
+        .unwrap_or_else(|| new_key_name(state.clock.now()))
 }
 
 /// The name of an imported key: `name`, or the key name of `kid` (the kid
@@ -234,37 +271,72 @@ pub async fn import(
             ),
             e => ServiceError::bad_field("private_key", e.to_string()),
         })?;
-    add(state, origin, action::KEY_IMPORTED, caller, req, pair).await
+    let kid = Kid::new(caller, &key_name(state, &req));
+    ensure_new(state, &kid).await?;
+    let made = take_in(state, &kid, pair).await?;
+    add(
+        state,
+        origin,
+        action::KEY_IMPORTED,
+        &kid,
+        req.activate,
+        made,
+    )
+    .await
+}
+
+/// Hands an imported key pair to the key backend.
+async fn take_in(state: &AppState, kid: &Kid, pair: KeyPair) -> ServiceResult<MadeKey> {
+    let backend = state.keyring.backend().clone();
+    let kid = kid.to_string();
+    tokio::task::spawn_blocking(move || backend.import(&kid, pair))
+        .await
+        .map_err(ServiceError::internal)?
+        .map_err(|e| match e {
+            KeyError::Unavailable(detail) => ServiceError::Unavailable(detail),
+            e => ServiceError::bad_field("private_key", e.to_string()),
+        })
+}
+
+/// Destroys a key made by [`make_key`] that was not stored after all
+/// (another replica got there first), so no orphan stays in a token.
+/// Best effort: a failure is logged, never the caller's problem.
+pub async fn discard(state: &AppState, made: MadeKey) {
+    let backend = state.keyring.backend().clone();
+    let done = tokio::task::spawn_blocking(move || backend.destroy(&made.held)).await;
+    if let Ok(Err(e)) = done {
+        tracing::warn!(error = %e, "a key made but not stored could not be destroyed");
+    }
 }
 
 async fn add(
     state: &AppState,
     origin: &Origin,
     how: &'static str,
-    caller: &CallerName,
-    req: NewKey,
-    pair: KeyPair,
+    kid: &Kid,
+    activate: bool,
+    made: MadeKey,
 ) -> ServiceResult<KeyInfo> {
-    let now = state.clock.now();
-    let name = req.name.unwrap_or_else(|| new_key_name(now));
-    let mut tx = state.store.begin().await?;
-    // Lock-free existence check; the foreign key catches a concurrent delete.
-    callers::get(&mut tx, caller.as_str())
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
-    let row = store_key(
-        &mut tx,
-        state,
-        origin,
-        how,
-        caller,
-        &name,
-        &pair,
-        req.activate,
-        now,
-    )
-    .await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let stored = async {
+        let now = state.clock.now();
+        let caller = kid.caller();
+        let mut tx = state.store.begin().await?;
+        // Lock-free existence check; the foreign key catches a concurrent delete.
+        callers::get(&mut tx, caller)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no caller named {caller}")))?;
+        let row = store_key(&mut tx, state, origin, how, kid, &made, activate, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(row)
+    }
+    .await;
+    let row = match stored {
+        Ok(row) => row,
+        Err(e) => {
+            discard(state, made).await;
+            return Err(e);
+        }
+    };
     refresh(state).await?;
     KeyInfo::try_from(&row)
 }
@@ -304,12 +376,11 @@ pub async fn rotate(
         }
         None => {
             drop(tx);
-            let pair = generate_pair(algorithm).await?;
+            let kid = Kid::new(caller, &new_key_name(now));
+            let made = make_key(state, &kid, algorithm).await?;
             let mut tx = state.store.begin().await?;
-            let name = new_key_name(now);
             let how = action::KEY_ROTATED;
-            let row =
-                store_key(&mut tx, state, origin, how, caller, &name, &pair, true, now).await?;
+            let row = store_key(&mut tx, state, origin, how, &kid, &made, true, now).await?;
             tx.commit().await.map_err(StoreError::from)?;
             row
         }
@@ -331,13 +402,15 @@ pub async fn revoke(
     }
     // Generate the replacement before the transaction: RSA-4096 takes
     // seconds, and SQLite would hold its write lock all that time.
-    let replacement_pair = if existing.state == KeyState::Active {
+    let now = state.clock.now();
+    let replacement_made = if existing.state == KeyState::Active {
         let algorithm = caller_algorithm(&mut *state.store.acquire().await?, kid.caller()).await?;
-        Some(generate_pair(algorithm).await?)
+        let caller = CallerName::parse(kid.caller())?;
+        let new_kid = Kid::new(&caller, &new_key_name(now));
+        Some((make_key(state, &new_kid, algorithm).await?, new_kid))
     } else {
         None
     };
-    let now = state.clock.now();
     let mut tx = state.store.begin().await?;
     let mut row = keys::get(&mut tx, kid.as_str())
         .await?
@@ -346,23 +419,10 @@ pub async fn revoke(
     keys::revoke(&mut tx, kid.as_str(), now).await?;
     row.state = KeyState::Revoked.to_string();
     row.revoked_at = Some(now);
-    let replacement = match replacement_pair.filter(|_| was_active) {
-        Some(pair) => {
-            let caller = CallerName::parse(kid.caller())?;
-            Some(
-                store_key(
-                    &mut tx,
-                    state,
-                    origin,
-                    action::KEY_CREATED,
-                    &caller,
-                    &new_key_name(now),
-                    &pair,
-                    true,
-                    now,
-                )
-                .await?,
-            )
+    let replacement = match replacement_made.filter(|_| was_active) {
+        Some((made, new_kid)) => {
+            let how = action::KEY_CREATED;
+            Some(store_key(&mut tx, state, origin, how, &new_kid, &made, true, now).await?)
         }
         None => None,
     };

@@ -49,6 +49,9 @@ pub struct RekeySummary {
     /// Whether the last check pass found every private key under the
     /// current master key; only then may previous keys be dropped.
     pub verified: bool,
+    /// Keys held in a PKCS#11 token: never sealed, so not part of a rekey,
+    /// and left as they are.
+    pub keys_in_token: u64,
 }
 
 /// Passes over the keys after the first before `rekey` gives up on
@@ -102,6 +105,8 @@ pub async fn run(state: &AppState, batch: i64) -> anyhow::Result<RekeySummary> {
             break;
         }
     }
+    let in_token = keys::count_in_token(&mut *state.store.acquire().await?).await?;
+    summary.keys_in_token = u64::try_from(in_token).unwrap_or_default();
     let mut tx = state.store.begin().await?;
     summary.check_value_rekeyed = bootstrap::reseal_check(&mut tx, key).await?;
     let event = AuditEvent::new(
@@ -161,7 +166,14 @@ async fn pass(state: &AppState, batch: i64) -> anyhow::Result<Pass> {
 impl RekeySummary {
     /// What the operator may do next, from what the check passes found.
     pub fn advice(&self) -> String {
-        if self.verified {
+        let token = match self.keys_in_token {
+            0 => String::new(),
+            n => format!(
+                " {n} key(s) held in the PKCS#11 token are not part of a rekey: they were \
+                 never sealed under a master key, and were left as they are."
+            ),
+        };
+        let advice = if self.verified {
             format!(
                 "A final pass found every private key sealed under master key {}: every \
                  replica can now drop previous_master_keys.",
@@ -175,6 +187,7 @@ impl RekeySummary {
                  current, then run asapd rekey again.",
                 self.check_passes, self.keys_found_by_check, self.key_id
             )
-        }
+        };
+        advice + &token
     }
 }

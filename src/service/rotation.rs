@@ -15,12 +15,15 @@ use std::str::FromStr;
 use serde_json::json;
 
 use crate::audit::{self, action, AuditEvent, Origin, Outcome};
+use crate::crypto::signer::BackendKind;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::group::MAX_TOKEN_LIFETIME_SECS;
 use crate::domain::key::KeyState;
+use crate::domain::kid::Kid;
 use crate::domain::names::CallerName;
+use crate::keyring;
 use crate::service::error::{ServiceError, ServiceResult};
-use crate::service::keys::{generate_pair, new_key_name, refresh, store_key};
+use crate::service::keys::{discard, make_key, new_key_name, refresh, store_key};
 use crate::state::AppState;
 use crate::store::keys::{self, KeyRow};
 use crate::store::{callers, StoreError};
@@ -119,8 +122,9 @@ async fn prepublish_next(
 ) -> ServiceResult<Option<String>> {
     let algorithm = Algorithm::from_str(algorithm)
         .map_err(|m| ServiceError::internal(StoreError::Corrupt(m)))?;
-    let pair = generate_pair(algorithm).await?;
     let caller = CallerName::parse(caller)?;
+    let kid = Kid::new(&caller, &new_key_name(now));
+    let made = make_key(state, &kid, algorithm).await?;
     let mut tx = state.store.begin().await?;
     // Decided on a read outside this transaction: another replica may have
     // prepublished since.
@@ -128,17 +132,17 @@ async fn prepublish_next(
         .await?
         .is_some()
     {
+        drop(tx);
+        discard(state, made).await;
         return Ok(None);
     }
-    let name = new_key_name(now);
     let row = store_key(
         &mut tx,
         state,
         origin,
         action::KEY_CREATED,
-        &caller,
-        &name,
-        &pair,
+        &kid,
+        &made,
         false,
         now,
     )
@@ -192,22 +196,60 @@ async fn expire_retired(
         .iter()
         .filter(|k| k.state == KeyState::Retired.as_str())
     {
-        if now >= row.retired_at.unwrap_or(now) + grace {
-            let mut tx = state.store.begin().await?;
-            if keys::expire(&mut tx, &row.kid).await? {
+        if now < row.retired_at.unwrap_or(now) + grace {
+            continue;
+        }
+        // Destroyed before it is marked expired: if the token cannot be
+        // reached, the key stays retired and the next pass tries again.
+        let Some(destroyed) = destroy_in_token(state, row).await? else {
+            continue;
+        };
+        let mut tx = state.store.begin().await?;
+        if keys::expire(&mut tx, &row.kid).await? {
+            let event = AuditEvent::new(
+                origin,
+                state.clock.now_ms(),
+                action::KEY_EXPIRED,
+                Outcome::Success,
+            )
+            .target(format!("key:{}", row.kid))
+            .detail(json!({"caller": row.caller, "retired_at": row.retired_at}));
+            audit::record_in(&mut tx, event).await?;
+            if let Some(objects) = destroyed {
                 let event = AuditEvent::new(
                     origin,
                     state.clock.now_ms(),
-                    action::KEY_EXPIRED,
+                    action::KEY_DESTROYED,
                     Outcome::Success,
                 )
                 .target(format!("key:{}", row.kid))
-                .detail(json!({"caller": row.caller, "retired_at": row.retired_at}));
+                .detail(json!({"caller": row.caller, "backend": row.backend, "objects": objects}));
                 audit::record_in(&mut tx, event).await?;
             }
-            tx.commit().await.map_err(StoreError::from)?;
-            report.expired.push(row.kid.clone());
         }
+        tx.commit().await.map_err(StoreError::from)?;
+        report.expired.push(row.kid.clone());
     }
     Ok(())
+}
+
+/// Destroys the private key of a retired key held in a token: `Some(Some(
+/// objects destroyed))`, `Some(None)` for a software key (its sealed row
+/// is its only copy), `None` when the token cannot do it now.
+async fn destroy_in_token(state: &AppState, row: &KeyRow) -> ServiceResult<Option<Option<usize>>> {
+    let held = keyring::held(row).map_err(ServiceError::internal)?;
+    if held.backend() == BackendKind::Software {
+        return Ok(Some(None));
+    }
+    let backend = state.keyring.backend().clone();
+    match tokio::task::spawn_blocking(move || backend.destroy(&held))
+        .await
+        .map_err(ServiceError::internal)?
+    {
+        Ok(objects) => Ok(Some(Some(objects))),
+        Err(e) => {
+            tracing::warn!(kid = %row.kid, error = %e, "a retired key could not be destroyed in its token yet");
+            Ok(None)
+        }
+    }
 }

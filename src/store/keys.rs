@@ -9,17 +9,22 @@ pub struct KeyRow {
     pub algorithm: String,
     pub state: String,
     pub public_der: Vec<u8>,
+    /// Sealed private key; empty for a key held in a token.
     pub private_enc: Vec<u8>,
     pub created_at: i64,
     pub activated_at: Option<i64>,
     pub retired_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `software` or `pkcs11` (migration 0008).
+    pub backend: String,
+    /// The `CKA_ID` of a key held in a PKCS#11 token.
+    pub token_object_id: Option<Vec<u8>>,
 }
 
 macro_rules! key_columns {
     () => {
         "kid, caller, algorithm, state, public_der, private_enc, created_at, \
-                       activated_at, retired_at, revoked_at"
+                       activated_at, retired_at, revoked_at, backend, token_object_id"
     };
 }
 
@@ -27,7 +32,7 @@ pub async fn insert(conn: &mut Conn, row: &KeyRow) -> StoreResult<()> {
     sqlx::query(concat!(
         "INSERT INTO keys (",
         key_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ))
     .bind(&row.kid)
     .bind(&row.caller)
@@ -39,6 +44,8 @@ pub async fn insert(conn: &mut Conn, row: &KeyRow) -> StoreResult<()> {
     .bind(row.activated_at)
     .bind(row.retired_at)
     .bind(row.revoked_at)
+    .bind(&row.backend)
+    .bind(&row.token_object_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -172,17 +179,28 @@ pub async fn expire(conn: &mut Conn, kid: &str) -> StoreResult<bool> {
 }
 
 /// A page of sealed private keys after `after_kid`, in kid order, for
-/// `rekey`: (kid, sealed blob).
+/// `rekey`: (kid, sealed blob). Keys held in a token have nothing sealed.
 pub async fn sealed_page(
     conn: &mut Conn,
     after_kid: &str,
     limit: i64,
 ) -> StoreResult<Vec<(String, Vec<u8>)>> {
+    Ok(sqlx::query_as(
+        "SELECT kid, private_enc FROM keys WHERE kid > $1 AND backend = 'software' \
+             ORDER BY kid LIMIT $2",
+    )
+    .bind(after_kid)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// How many keys are held in a PKCS#11 token, for `rekey` to say it
+/// leaves them alone.
+pub async fn count_in_token(conn: &mut Conn) -> StoreResult<i64> {
     Ok(
-        sqlx::query_as("SELECT kid, private_enc FROM keys WHERE kid > $1 ORDER BY kid LIMIT $2")
-            .bind(after_kid)
-            .bind(limit)
-            .fetch_all(conn)
+        sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE backend = 'pkcs11'")
+            .fetch_one(conn)
             .await?,
     )
 }

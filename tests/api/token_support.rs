@@ -89,16 +89,7 @@ impl TestApp {
             .expect("kid in JWKS")
             .parse()
             .unwrap();
-        let key = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
-            _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
-        }
-        .unwrap();
-        let mut validation = Validation::new(alg);
-        validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 0;
-        let data = decode::<Value>(token, &key, &validation).expect("token verifies");
+        let data = decode_as_verifier(token, &pem, alg, audience);
         (data.header, data.claims)
     }
 
@@ -141,4 +132,24 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// Decodes `token` as an ASAP verifier would with the SPKI `pem` and
+/// `alg`: audience checked, no leeway, the claims ASAP requires present.
+pub fn decode_as_verifier(
+    token: &str,
+    pem: &str,
+    alg: Algorithm,
+    audience: &str,
+) -> jsonwebtoken::TokenData<Value> {
+    let key = match alg {
+        Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
+        _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
+    }
+    .unwrap();
+    let mut validation = Validation::new(alg);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    decode::<Value>(token, &key, &validation).expect("token verifies")
 }

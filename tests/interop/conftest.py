@@ -59,10 +59,18 @@ def free_port():
 
 @pytest.fixture(scope="session")
 def asapd(tmp_path_factory):
+    yield from serve_dev(tmp_path_factory, {})
+
+
+def serve_dev(tmp_path_factory, extra_env):
+    """`asapd init --dev` then `serve --dev` on a fresh data dir, with
+    `extra_env` added to its environment (a key backend's settings); yields
+    an Asapd and stops the server afterwards."""
+    env = {**ASAPD_ENV, **extra_env}
     data = tmp_path_factory.mktemp("asapd-data")
     init = subprocess.run(
         [ASAPD_BIN, "init", "--dev", "--data-dir", str(data), "--json"],
-        capture_output=True, text=True, timeout=120, env=ASAPD_ENV,
+        capture_output=True, text=True, timeout=120, env=env,
     )
     assert init.returncode == 0, f"asapd init failed:\n{init.stderr}"
     try:
@@ -77,7 +85,7 @@ def asapd(tmp_path_factory):
         server = subprocess.Popen(
             [ASAPD_BIN, "serve", "--dev", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=ASAPD_ENV,
+            stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     try:
         base = f"https://127.0.0.1:{port}"
@@ -149,11 +157,16 @@ def caller_for(asapd):
         timeout=30,
     )
     assert r.status_code == 201, f"create group: {r.status_code} {r.text}"
+    return callers_of(asapd, "svc")
+
+
+def callers_of(asapd, prefix):
+    """caller_for(ALG) -> caller <prefix>-<alg> in group g1, created once."""
     callers = {}
 
     def caller_for(alg):
         if alg not in callers:
-            callers[alg] = create_caller(asapd, f"svc-{alg.lower()}", alg)
+            callers[alg] = create_caller(asapd, f"{prefix}-{alg.lower()}", alg)
         return callers[alg]
 
     return caller_for

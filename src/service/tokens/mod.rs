@@ -9,12 +9,15 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use self::audit::{record_issued, Denier};
 use crate::audit::Origin;
+use crate::crypto::keypair::KeyError;
 use crate::crypto::signing_pool::{new_jti, sign};
+use crate::crypto::JwsSigner;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::claims::{self, AudienceClaim, TokenClaims};
 use crate::domain::denial::{Denial, Rule};
@@ -185,15 +188,13 @@ async fn decide_and_sign(
         extra: &request.claims,
     })
     .map_err(|e| IssueError::Failed(ServiceError::internal(e)))?;
-    let token = sign(&state.signing, signer.clone(), payload)
-        .await
-        .map_err(|e| IssueError::Failed(ServiceError::Internal(e)))?;
+    let token = timed_sign(state, &signer, payload).await?;
     Ok((
         IssuedToken {
             token,
             kid: signer.kid.clone(),
             jti,
-            algorithm: signer.key.algorithm,
+            algorithm: signer.key.algorithm(),
             issued_at: iat,
             expires_at: exp,
             lifetime: allowance.lifetime,
@@ -201,4 +202,37 @@ async fn decide_and_sign(
         },
         allowance.groups,
     ))
+}
+
+/// Signs, and counts the time it took in `asapd_signing_seconds` by key
+/// backend and algorithm.
+async fn timed_sign(
+    state: &AppState,
+    signer: &Arc<JwsSigner>,
+    payload: Value,
+) -> Result<String, IssueError> {
+    let started = std::time::Instant::now();
+    let token = sign(&state.signing, signer.clone(), payload)
+        .await
+        .map_err(|e| IssueError::Failed(signing_failed(e)))?;
+    let labels = [
+        signer.key.backend().as_str(),
+        signer.key.algorithm().as_str(),
+    ];
+    state
+        .metrics
+        .signing_seconds
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    Ok(token)
+}
+
+/// A token (HSM) that cannot sign now is a 503 the client may retry; any
+/// other signing failure is internal.
+fn signing_failed(e: anyhow::Error) -> ServiceError {
+    match e.downcast::<KeyError>() {
+        Ok(KeyError::Unavailable(detail)) => ServiceError::Unavailable(detail),
+        Ok(other) => ServiceError::internal(other),
+        Err(e) => ServiceError::Internal(e),
+    }
 }
