@@ -5,6 +5,7 @@
 pub mod jws;
 pub mod keypair;
 pub mod master_key;
+pub mod public_import;
 pub mod secret;
 pub mod signing_pool;
 pub mod tls;

@@ -77,7 +77,10 @@ def asapd(tmp_path_factory):
         server = subprocess.Popen(
             [ASAPD_BIN, "serve", "--dev", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=ASAPD_ENV,
+            stdout=log, stderr=subprocess.STDOUT,
+            # The URL clients reach it at: the server metadata and the
+            # `aud` of client assertions (test_client_assertions.py).
+            env={**ASAPD_ENV, "ASAPD_HTTP__PUBLIC_URL": f"https://127.0.0.1:{port}"},
         )
     try:
         base = f"https://127.0.0.1:{port}"

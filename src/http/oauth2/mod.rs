@@ -3,6 +3,7 @@
 //! the one `/v1/tokens` makes; only the wire format differs: a form in,
 //! RFC 6749 §5.1 / §5.2 JSON out.
 
+mod assertion;
 mod error;
 mod form;
 mod introspect;
@@ -35,9 +36,18 @@ pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
     #[schema(pattern = "^client_credentials$")]
     grant_type: String,
-    /// With `client_secret`, instead of HTTP Basic (never both).
+    /// With `client_secret`, instead of HTTP Basic (never both). With a
+    /// `client_assertion` it is optional and must equal the assertion's `iss`.
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// RFC 7523 §2.2: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`,
+    /// with `client_assertion`, instead of a secret (never with one).
+    #[schema(pattern = "^urn:ietf:params:oauth:client-assertion-type:jwt-bearer$")]
+    client_assertion_type: Option<String>,
+    /// A JWT the caller signed with one of its registered client keys:
+    /// `iss` = `sub` = its name, `aud` the token endpoint URL or the
+    /// configured audience, `exp` at most 5 minutes ahead, a `jti` accepted once.
+    client_assertion: Option<String>,
     /// The token's audience (one; repeat for several). Or use `resource`.
     audience: Option<String>,
     /// RFC 8707 resource indicator, repeatable; each becomes an audience.
@@ -173,7 +183,8 @@ async fn read_form(
         .await
         .map_err(|e| OAuth2Error::invalid_request(e.to_string()))?;
     let mut form = Form::parse(&body)?;
-    let credentials = client_credentials(req, &mut form)?.map(Credentials::Secret);
+    let secret = client_credentials(req, &mut form)?;
+    let credentials = assertion::credentials(secret, &mut form)?;
     Ok((form, credentials))
 }
 
