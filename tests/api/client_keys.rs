@@ -531,3 +531,80 @@ async fn a_client_key_deleted_on_one_replica_is_refused_on_the_other_within_a_se
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `asapd callers client-keys add|list|delete` against a running server,
+/// with a PEM file and a JWK file.
+#[tokio::test]
+async fn the_cli_adds_lists_and_deletes_client_keys() {
+    use crate::helpers::fresh_database_url;
+    use crate::process::{asapd_bare, init_admin, output_within, Server};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let master = asapd::crypto::MasterKey::generate_base64();
+    let secret = init_admin(dir.path(), &db, &master);
+    let server = Server::start(dir.path(), &db, &master).await;
+    let cli = |args: &[&str]| {
+        let mut cmd = asapd_bare(args);
+        cmd.args(["--json", "--url", &server.url("")])
+            .env("ASAPD_CLIENT_ID", "admin")
+            .env("ASAPD_CLIENT_SECRET", &secret);
+        let out = output_within(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            stderr,
+        )
+    };
+    let (ok, _, err) = cli(&["callers", "create", "svc-cli"]);
+    assert!(ok, "{err}");
+    let pem_file = dir.path().join("key.pub");
+    let ec = KeyPair::generate(Algorithm::ES256).unwrap();
+    std::fs::write(&pem_file, &ec.public.pem).unwrap();
+    let jwk_file = dir.path().join("key.jwk");
+    let p384 = KeyPair::generate(Algorithm::ES384).unwrap();
+    std::fs::write(&jwk_file, p384.public.jwk_members.to_string()).unwrap();
+    let mut ids = Vec::new();
+    for file in [&pem_file, &jwk_file] {
+        let file = file.to_str().unwrap();
+        let (ok, out, err) = cli(&[
+            "callers",
+            "client-keys",
+            "add",
+            "svc-cli",
+            "--public-key-file",
+            file,
+        ]);
+        assert!(ok, "{err}");
+        let added: Value = serde_json::from_str(&out).unwrap();
+        ids.push(added["id"].as_str().unwrap().to_owned());
+    }
+    let (ok, out, _) = cli(&["callers", "client-keys", "list", "svc-cli"]);
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let (ok, _, err) = cli(&["callers", "client-keys", "delete", "svc-cli", &ids[0]]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["callers", "client-keys", "delete", "svc-cli", &ids[0]]);
+    assert!(!ok && err.contains("404"), "{err}");
+}
+
+/// `tokens.client_assertion_max_secs` moves the bound on `exp`, for
+/// clients that sign longer assertions (authlib: an hour).
+#[tokio::test]
+async fn the_bound_on_exp_is_a_setting() {
+    let app = spawn_app_with_clock(Clock::manual(NOW), |s| {
+        s.http.public_url = Some(PUBLIC_URL.into());
+        s.tokens.client_assertion_max_secs = 3600;
+    })
+    .await;
+    let (_, signer, _) = key_bound(&app, "svc-a").await;
+    let mut c = claims("svc-a", "hour");
+    c["exp"] = json!(NOW + 3600);
+    issued(with_assertion(&app, &signer.sign(&c).unwrap()).await).await;
+    c["jti"] = json!("longer");
+    c["exp"] = json!(NOW + 3700);
+    let reason = refused(with_assertion(&app, &signer.sign(&c).unwrap()).await).await;
+    assert!(reason.contains("3600 s ahead"), "{reason}");
+}

@@ -16,11 +16,13 @@ import atlassian_jwt_auth
 import jwt
 import pytest
 import requests
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.jwk import ECKey, RSAKey
 
 from conftest import AUDIENCE, create_caller
 
@@ -54,6 +56,19 @@ def key_bound_caller(asapd, caller_for, name, private_key):
     return private, r.json()["id"]
 
 
+class ShortPrivateKeyJWT(PrivateKeyJWT):
+    """authlib's PrivateKeyJWT, its assertions valid for 5 minutes instead
+    of authlib's hour: asapd takes at most `tokens.client_assertion_max_secs`
+    (300 by default). authlib has no parameter for it, so `sign` passes
+    `expires_in` to authlib's own signing function."""
+
+    def sign(self, auth, token_endpoint):
+        return private_key_jwt_sign(
+            auth.client_secret, client_id=auth.client_id, token_endpoint=token_endpoint,
+            alg=self.alg, header=self.headers, expires_in=300,
+        )
+
+
 def metadata(asapd):
     r = asapd.get("/.well-known/oauth-authorization-server")
     assert r.status_code == 200, r.text
@@ -85,6 +100,14 @@ def test_authlib_discovers_the_endpoints_from_the_server_metadata(asapd):
     assert "client_credentials" in meta["grant_types_supported"]
 
 
+def authlib_session(asapd, name, key, auth):
+    session = OAuth2Session(name, key, token_endpoint_auth_method="private_key_jwt")
+    session.register_client_auth_method(auth)
+    session.verify = asapd.cert
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides .verify
+    return session
+
+
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
 def test_authlib_private_key_jwt_gets_a_token(asapd, caller_for, alg):
     if alg.startswith("ES"):
@@ -93,12 +116,11 @@ def test_authlib_private_key_jwt_gets_a_token(asapd, caller_for, alg):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = f"svc-pkjwt-{alg.lower()}"
     private, _ = key_bound_caller(asapd, caller_for, name, key)
+    # authlib reads a PEM string as RSA; other keys go in as joserfc keys.
+    jwk = (ECKey if alg.startswith("ES") else RSAKey).import_key(private)
     # The endpoint as discovered, not as typed here.
     token_endpoint = metadata(asapd)["token_endpoint"]
-    session = OAuth2Session(name, private, token_endpoint_auth_method="private_key_jwt")
-    session.register_client_auth_method(PrivateKeyJWT(token_endpoint, alg=alg))
-    session.verify = asapd.cert
-    session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides .verify
+    session = authlib_session(asapd, name, jwk, ShortPrivateKeyJWT(token_endpoint, alg=alg))
     token = session.fetch_token(token_endpoint, grant_type="client_credentials",
                                 audience=AUDIENCE)
     assert token["token_type"] == "Bearer"
@@ -110,16 +132,22 @@ def test_authlib_private_key_jwt_gets_a_token(asapd, caller_for, alg):
                                 audience=AUDIENCE)
     assert again["access_token"] != token["access_token"]
 
+    # authlib's own PrivateKeyJWT signs for an hour: refused by default, and
+    # accepted by an asapd with tokens.client_assertion_max_secs = 3600.
+    plain = authlib_session(asapd, name, jwk, PrivateKeyJWT(token_endpoint, alg=alg))
+    with pytest.raises(OAuthError) as refused:
+        plain.fetch_token(token_endpoint, grant_type="client_credentials", audience=AUDIENCE)
+    assert refused.value.error == "invalid_client"
+    assert "300 s ahead" in refused.value.description
+
 
 def test_an_atlassian_jwt_auth_signer_makes_an_assertion_asapd_accepts(asapd, caller_for):
     key = ec.generate_private_key(ec.SECP256R1())
     name = "svc-asap-signer"
     private, key_id = key_bound_caller(asapd, caller_for, name, key)
-    # Any ASAP signer: the client key's id as kid, at most 5 minutes ahead.
-    signer = atlassian_jwt_auth.create_signer(
-        name, key_id, private, algorithm="ES256",
-        lifetime=datetime.timedelta(minutes=4),
-    )
+    # Any ASAP signer: the client key's id as kid; its default lifetime
+    # (a minute) is within asapd's 5 minutes.
+    signer = atlassian_jwt_auth.create_signer(name, key_id, private, algorithm="ES256")
     token_endpoint = metadata(asapd)["token_endpoint"]
     assertion = signer.generate_jwt(token_endpoint).decode()
     form = {"grant_type": "client_credentials", "audience": AUDIENCE,
@@ -133,8 +161,9 @@ def test_an_atlassian_jwt_auth_signer_makes_an_assertion_asapd_accepts(asapd, ca
     assert r.status_code == 401, r.text
     assert r.json()["error"] == "invalid_client"
 
-    # The default lifetime of the ASAP signer, an hour, is too long.
-    long_lived = atlassian_jwt_auth.create_signer(name, key_id, private, algorithm="ES256")
+    # Longer than tokens.client_assertion_max_secs (300 s by default).
+    long_lived = atlassian_jwt_auth.create_signer(
+        name, key_id, private, algorithm="ES256", lifetime=datetime.timedelta(minutes=30))
     form["client_assertion"] = long_lived.generate_jwt(token_endpoint).decode()
     r = requests.post(token_endpoint, data=form, verify=asapd.cert, timeout=30)
     assert r.status_code == 401, r.text

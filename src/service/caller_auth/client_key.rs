@@ -23,9 +23,6 @@ use crate::state::AppState;
 use crate::store::client_keys::{self, ClientKeyRow};
 use crate::store::secrets as secret_store;
 
-/// The longest an assertion may live ahead of now (RFC 7523 §3 leaves it
-/// to the server; short, since whoever holds it can use it once).
-pub const MAX_ASSERTION_AHEAD_SECS: i64 = 300;
 /// Clock skew tolerated between a caller and asapd, for `exp`, `nbf`,
 /// `iat` and the bound above.
 pub const ASSERTION_LEEWAY_SECS: i64 = 30;
@@ -183,9 +180,11 @@ fn check_claims<'c>(
     if exp <= now - ASSERTION_LEEWAY_SECS {
         return reject("the assertion has expired".into());
     }
-    if exp > now + MAX_ASSERTION_AHEAD_SECS + ASSERTION_LEEWAY_SECS {
+    // RFC 7523 §3 leaves the bound to the server: `tokens.client_assertion_max_secs`.
+    let ahead = i64::from(state.settings.tokens.client_assertion_max_secs);
+    if exp > now + ahead + ASSERTION_LEEWAY_SECS {
         return reject(format!(
-            "the assertion's exp is more than {MAX_ASSERTION_AHEAD_SECS} s ahead"
+            "the assertion's exp is more than {ahead} s ahead (tokens.client_assertion_max_secs)"
         ));
     }
     if claims
