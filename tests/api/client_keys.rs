@@ -608,3 +608,30 @@ async fn the_bound_on_exp_is_a_setting() {
     let reason = refused(with_assertion(&app, &signer.sign(&c).unwrap()).await).await;
     assert!(reason.contains("3600 s ahead"), "{reason}");
 }
+
+/// Introspection authenticates clients as the token endpoint does (the
+/// same form reader serves revocation), so a key-bound caller uses its
+/// assertion there too, as the server metadata says.
+#[tokio::test]
+async fn introspection_takes_a_client_assertion() {
+    let app = app().await;
+    let (_, signer, _) = key_bound(&app, "svc-b").await;
+    let a = app.caller_granted("svc-a", &["svc-b"]).await;
+    let token = app.token(&a, "svc-b").await;
+    let introspect = |jti: &str| {
+        let assertion = signer.sign(&claims("svc-b", jti)).unwrap();
+        app.request(Method::POST, "/oauth2/introspect").form(&[
+            ("token", token.clone()),
+            ("client_assertion_type", JWT_BEARER.to_owned()),
+            ("client_assertion", assertion),
+        ])
+    };
+    let res = introspect("i-1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["iss"], "svc-a");
+    // The same assertion twice: refused like any replay.
+    let res = introspect("i-1").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
