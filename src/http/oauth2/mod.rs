@@ -46,7 +46,8 @@ pub struct ClientCredentialsForm {
     client_assertion_type: Option<String>,
     /// A JWT the caller signed with one of its registered client keys:
     /// `iss` = `sub` = its name, `aud` the token endpoint URL or the
-    /// configured audience, `exp` at most 5 minutes ahead, a `jti` accepted once.
+    /// configured audience, `exp` at most `tokens.client_assertion_max_secs`
+    /// (300 s) ahead, a `jti` accepted once.
     client_assertion: Option<String>,
     /// The token's audience (one; repeat for several). Or use `resource`.
     audience: Option<String>,
@@ -134,8 +135,9 @@ fn client_credentials(
 /// Send a form with
 /// `grant_type=client_credentials` and the audience as `audience` or RFC 8707
 /// `resource` (repeatable); authenticate with HTTP Basic (the id and secret
-/// form-urlencoded, RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
-/// form, not both. `scope` is not supported (`invalid_scope`); the lifetime
+/// form-urlencoded, RFC 6749 §2.3.1), `client_id`/`client_secret` in the
+/// form, or a `client_assertion` signed with one of the caller's client
+/// keys (RFC 7523 §2.2), exactly one of them. `scope` is not supported (`invalid_scope`); the lifetime
 /// is `tokens.default_lifetime_secs`, shortened to what the grants allow.
 /// The token is exactly what `POST /v1/tokens` would issue, after the same
 /// checks in the same order. Errors are RFC 6749 §5.2 JSON, with
