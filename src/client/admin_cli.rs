@@ -125,6 +125,25 @@ pub enum CallerVerb {
     Disable {
         name: String,
     },
+    /// Public keys a caller signs its own client assertions with
+    /// (RFC 7523 private_key_jwt): list, add, delete.
+    #[command(subcommand)]
+    ClientKeys(ClientKeyVerb),
+}
+
+#[derive(Subcommand)]
+pub enum ClientKeyVerb {
+    /// A caller's client keys.
+    List { caller: String },
+    /// Register a public key: a PEM file (-----BEGIN PUBLIC KEY-----) or a
+    /// JSON file holding one public JWK.
+    Add {
+        caller: String,
+        #[arg(long, value_name = "FILE")]
+        public_key_file: PathBuf,
+    },
+    /// Delete a client key by its id.
+    Delete { caller: String, id: String },
 }
 
 #[derive(Subcommand)]
@@ -303,6 +322,33 @@ fn callers(verb: CallerVerb) -> anyhow::Result<Call> {
             Method::PATCH,
             format!("/callers/{}", segment(&name)),
             Some(json!({"enabled": false})),
+        ),
+        CallerVerb::ClientKeys(verb) => client_keys(verb)?,
+    })
+}
+
+fn client_keys(verb: ClientKeyVerb) -> anyhow::Result<Call> {
+    let keys_of = |caller: &str| format!("/callers/{}/client-keys", segment(caller));
+    Ok(match verb {
+        ClientKeyVerb::List { caller } => Call::Once(Method::GET, keys_of(&caller), None),
+        ClientKeyVerb::Add {
+            caller,
+            public_key_file,
+        } => {
+            let text = std::fs::read_to_string(&public_key_file)
+                .with_context(|| format!("reading the public key {}", public_key_file.display()))?;
+            // A JWK file is sent as the object it holds, anything else as PEM.
+            let public_key = match serde_json::from_str::<Value>(&text) {
+                Ok(jwk @ Value::Object(_)) => jwk,
+                _ => Value::String(text),
+            };
+            let body = json!({ "public_key": public_key });
+            Call::Once(Method::POST, keys_of(&caller), Some(body))
+        }
+        ClientKeyVerb::Delete { caller, id } => Call::Once(
+            Method::DELETE,
+            format!("{}/{}", keys_of(&caller), segment(&id)),
+            None,
         ),
     })
 }

@@ -21,6 +21,12 @@ pub struct HttpSettings {
     pub body_timeout_secs: u64,
     /// How long a client has to send a request head before a 408.
     pub request_head_timeout_ms: u64,
+    /// The URL clients reach asapd at (`https://asapd.example.com`), as
+    /// the server metadata publishes it: the token endpoint is this plus
+    /// `/oauth2/token`, and client assertions may name either as `aud`.
+    /// Unset: the metadata is built from each request's scheme and Host,
+    /// and client assertions must name `tokens.audience` instead.
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -32,6 +38,7 @@ impl Default for HttpSettings {
             forwarded_header: "X-Forwarded-For".into(),
             body_timeout_secs: 10,
             request_head_timeout_ms: 5000,
+            public_url: None,
         }
     }
 }
@@ -58,6 +65,9 @@ impl HttpSettings {
                 self.request_head_timeout_ms
             ));
         }
+        if let Some(public) = &self.public_url {
+            check_public_url(public)?;
+        }
         actix_web::http::header::HeaderName::try_from(self.forwarded_header.as_str()).map_err(
             |_| {
                 format!(
@@ -67,6 +77,29 @@ impl HttpSettings {
             },
         )?;
         Ok(())
+    }
+}
+
+impl HttpSettings {
+    /// `public_url` without a trailing `/`.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
+    }
+}
+
+fn check_public_url(public: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "http.public_url {public:?} {why}; set it to the URL clients reach asapd at, \
+             such as https://asapd.example.com"
+        ))
+    };
+    match url::Url::parse(public) {
+        Err(_) => bad("is not a URL"),
+        Ok(u) if !matches!(u.scheme(), "https" | "http") => bad("is not http(s)"),
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("has a query or fragment"),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("has no host"),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -86,6 +119,20 @@ mod tests {
         for bad in [0, 99, 600_001] {
             let e = with(bad).validate().unwrap_err();
             assert!(e.contains("http.request_head_timeout_ms"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_url_without_query() {
+        let with = |u: &str| HttpSettings {
+            public_url: Some(u.into()),
+            ..HttpSettings::default()
+        };
+        assert!(with("https://asapd.example.com/").validate().is_ok());
+        assert_eq!(with("https://a.b/x/").public_base(), Some("https://a.b/x"));
+        for bad in ["asapd", "ftp://a", "https://a/?x=1", "https://a/#f"] {
+            let e = with(bad).validate().unwrap_err();
+            assert!(e.contains("http.public_url"), "{e}");
         }
     }
 }

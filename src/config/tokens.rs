@@ -32,6 +32,10 @@ pub struct TokenSettings {
     /// asapd's own audience: tokens for it, issued to `admin`/`auditor`
     /// callers, are accepted as Bearer credentials by the admin API.
     pub audience: String,
+    /// How far ahead of now a client assertion's `exp` may be, in seconds
+    /// (RFC 7523 `private_key_jwt`). Short, since whoever holds an
+    /// assertion can use it once; some clients (authlib) sign an hour.
+    pub client_assertion_max_secs: u32,
 }
 
 impl Default for TokenSettings {
@@ -45,6 +49,7 @@ impl Default for TokenSettings {
             failed_auth_per_minute: 60,
             failed_auth_burst: 30,
             audience: "asapd".into(),
+            client_assertion_max_secs: 300,
         }
     }
 }
@@ -84,6 +89,13 @@ impl TokenSettings {
             }
         }
         check_audience(&self.audience).map_err(|e| format!("tokens.audience: {e}"))?;
+        if !(30..=MAX_TOKEN_LIFETIME_SECS).contains(&self.client_assertion_max_secs) {
+            return Err(format!(
+                "tokens.client_assertion_max_secs must be between 30 and \
+                 {MAX_TOKEN_LIFETIME_SECS}, got {}",
+                self.client_assertion_max_secs
+            ));
+        }
         Ok(())
     }
 }

@@ -64,6 +64,12 @@ pub struct JwsVerifier {
 
 impl JwsVerifier {
     pub fn new(algorithm: Algorithm, public: &PublicKey) -> Result<Self, KeyError> {
+        Self::from_spki(algorithm, &public.spki_der)
+    }
+
+    /// A verifier of SPKI DER that is not a key asapd made (a caller's
+    /// registered client key).
+    pub fn from_spki(algorithm: Algorithm, spki_der: &[u8]) -> Result<Self, KeyError> {
         // The same verification algorithms as jsonwebtoken's aws_lc_rs
         // backend, so a token verifies here exactly when it did there.
         let verification: &'static dyn VerificationAlgorithm = match algorithm {
@@ -76,7 +82,7 @@ impl JwsVerifier {
             Algorithm::ES256 => &aws::ECDSA_P256_SHA256_FIXED,
             Algorithm::ES384 => &aws::ECDSA_P384_SHA384_FIXED,
         };
-        let key = ParsedPublicKey::new(verification, &public.spki_der)
+        let key = ParsedPublicKey::new(verification, spki_der)
             .map_err(|e| KeyError::Encoding(e.to_string()))?;
         Ok(Self { algorithm, key })
     }

@@ -385,7 +385,7 @@ fn pkcs1_to_pkcs8(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
 }
 
 /// RFC 7468 PEM with 64-column lines, as OpenSSL writes it.
-fn spki_pem(der: &[u8]) -> String {
+pub fn spki_pem(der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut pem = String::with_capacity(b64.len() + 80);
     pem.push_str("-----BEGIN PUBLIC KEY-----\n");

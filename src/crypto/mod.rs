@@ -5,6 +5,7 @@
 pub mod jws;
 pub mod keypair;
 pub mod master_key;
+pub mod public_import;
 pub mod secret;
 pub mod signer;
 pub mod signing_pool;

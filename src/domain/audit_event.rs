@@ -89,6 +89,10 @@ pub mod action {
     pub const GROUP_CREATED: &str = "group.created";
     pub const GROUP_UPDATED: &str = "group.updated";
     pub const GROUP_DELETED: &str = "group.deleted";
+    /// A public key registered for a caller's client assertions; target
+    /// `caller:<name>`, detail its id (thumbprint) and family.
+    pub const CLIENT_KEY_ADDED: &str = "client_key.added";
+    pub const CLIENT_KEY_DELETED: &str = "client_key.deleted";
     pub const KEY_CREATED: &str = "key.created";
     pub const KEY_IMPORTED: &str = "key.imported";
     pub const KEY_ROTATED: &str = "key.rotated";
@@ -118,6 +122,8 @@ pub mod action {
         GROUP_CREATED,
         GROUP_UPDATED,
         GROUP_DELETED,
+        CLIENT_KEY_ADDED,
+        CLIENT_KEY_DELETED,
         KEY_CREATED,
         KEY_IMPORTED,
         KEY_ROTATED,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod keys;
+pub mod metadata;
 pub mod methods;
 pub mod metrics;
 pub mod oauth2;
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(openapi::openapi_json)
         .service(keys::jwks)
         .service(keys::KeyRepository)
+        .service(metadata::server_metadata)
         .service(tokens::issue_token)
         .service(oauth2::oauth2_token)
         .service(oauth2::oauth2_introspect)
@@ -43,6 +45,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(admin::secrets::add_secret)
         .service(admin::secrets::list_secrets)
         .service(admin::secrets::revoke_secret)
+        .service(admin::client_keys::add_client_key)
+        .service(admin::client_keys::list_client_keys)
+        .service(admin::client_keys::delete_client_key)
         .service(admin::keys::list_keys)
         .service(admin::keys::generate_key)
         .service(admin::keys::import_key)

@@ -6,6 +6,7 @@ pub mod change_listener;
 pub mod key_refresh;
 pub mod key_rotation;
 pub mod revoked_tokens;
+pub mod used_assertions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,16 @@ pub fn spawn(state: Arc<AppState>) -> Jobs {
         move || {
             let state = s.clone();
             async move { revoked_tokens::run_once(&state).await.map(|_| ()) }
+        },
+    ));
+    let s = state.clone();
+    tasks.spawn(every_interval(
+        "used_assertions",
+        Duration::from_secs(used_assertions::INTERVAL_SECS),
+        stopped.clone(),
+        move || {
+            let state = s.clone();
+            async move { used_assertions::run_once(&state).await.map(|_| ()) }
         },
     ));
     let every = Duration::from_secs(state.settings.audit.prune_interval_secs);

@@ -7,6 +7,7 @@ pub mod bearer;
 pub mod bootstrap;
 pub mod caller_auth;
 pub mod callers;
+pub mod client_keys;
 pub mod error;
 pub mod groups;
 pub mod introspection;

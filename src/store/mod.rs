@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod callers;
 pub mod changes;
+pub mod client_keys;
 pub mod groups;
 pub mod keys;
 pub mod meta;

@@ -11,6 +11,7 @@ mod audit_tail;
 mod bad_input;
 mod callers;
 mod cli_client;
+mod client_keys;
 mod concurrent_writes;
 mod config_layers;
 mod contract;

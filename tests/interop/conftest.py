@@ -85,7 +85,10 @@ def serve_dev(tmp_path_factory, extra_env):
         server = subprocess.Popen(
             [ASAPD_BIN, "serve", "--dev", "--data-dir", str(data),
              "--listen", f"127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            stdout=log, stderr=subprocess.STDOUT,
+            # The URL clients reach it at: the server metadata and the
+            # `aud` of client assertions (test_client_assertions.py).
+            env={**env, "ASAPD_HTTP__PUBLIC_URL": f"https://127.0.0.1:{port}"},
         )
     try:
         base = f"https://127.0.0.1:{port}"

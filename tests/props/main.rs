@@ -22,5 +22,6 @@ mod http_bodies;
 mod http_paths;
 mod keys;
 mod kid;
+mod public_keys;
 mod qsh;
 mod support;

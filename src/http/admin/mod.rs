@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod callers;
+pub mod client_keys;
 pub mod groups;
 pub mod keys;
 pub mod secrets;

@@ -13,6 +13,9 @@ pub(super) struct Form {
     grant_type: Option<String>,
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<String>,
+    /// RFC 7523 §2.2 client authentication (`assertion.rs`).
+    pub(super) client_assertion_type: Option<String>,
+    pub(super) client_assertion: Option<String>,
     scope: Option<String>,
     audience: Vec<String>,
     resource: Vec<String>,
@@ -30,6 +33,8 @@ impl Form {
                 "grant_type" => &mut form.grant_type,
                 "client_id" => &mut form.client_id,
                 "client_secret" => &mut form.client_secret,
+                "client_assertion_type" => &mut form.client_assertion_type,
+                "client_assertion" => &mut form.client_assertion,
                 "scope" => &mut form.scope,
                 "token" => &mut form.token,
                 "token_type_hint" => &mut form.token_type_hint,

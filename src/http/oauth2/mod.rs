@@ -3,6 +3,7 @@
 //! the one `/v1/tokens` makes; only the wire format differs: a form in,
 //! RFC 6749 §5.1 / §5.2 JSON out.
 
+mod assertion;
 mod error;
 mod form;
 mod introspect;
@@ -35,9 +36,19 @@ pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
     #[schema(pattern = "^client_credentials$")]
     grant_type: String,
-    /// With `client_secret`, instead of HTTP Basic (never both).
+    /// With `client_secret`, instead of HTTP Basic (never both). With a
+    /// `client_assertion` it is optional and must equal the assertion's `iss`.
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// RFC 7523 §2.2: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`,
+    /// with `client_assertion`, instead of a secret (never with one).
+    #[schema(pattern = "^urn:ietf:params:oauth:client-assertion-type:jwt-bearer$")]
+    client_assertion_type: Option<String>,
+    /// A JWT the caller signed with one of its registered client keys:
+    /// `iss` = `sub` = its name, `aud` the token endpoint URL or the
+    /// configured audience, `exp` at most `tokens.client_assertion_max_secs`
+    /// (300 s) ahead, a `jti` accepted once.
+    client_assertion: Option<String>,
     /// The token's audience (one; repeat for several). Or use `resource`.
     audience: Option<String>,
     /// RFC 8707 resource indicator, repeatable; each becomes an audience.
@@ -124,8 +135,9 @@ fn client_credentials(
 /// Send a form with
 /// `grant_type=client_credentials` and the audience as `audience` or RFC 8707
 /// `resource` (repeatable); authenticate with HTTP Basic (the id and secret
-/// form-urlencoded, RFC 6749 §2.3.1) or `client_id`/`client_secret` in the
-/// form, not both. `scope` is not supported (`invalid_scope`); the lifetime
+/// form-urlencoded, RFC 6749 §2.3.1), `client_id`/`client_secret` in the
+/// form, or a `client_assertion` signed with one of the caller's client
+/// keys (RFC 7523 §2.2), exactly one of them. `scope` is not supported (`invalid_scope`); the lifetime
 /// is `tokens.default_lifetime_secs`, shortened to what the grants allow.
 /// The token is exactly what `POST /v1/tokens` would issue, after the same
 /// checks in the same order. Errors are RFC 6749 §5.2 JSON, with
@@ -173,7 +185,8 @@ async fn read_form(
         .await
         .map_err(|e| OAuth2Error::invalid_request(e.to_string()))?;
     let mut form = Form::parse(&body)?;
-    let credentials = client_credentials(req, &mut form)?.map(Credentials::Secret);
+    let secret = client_credentials(req, &mut form)?;
+    let credentials = assertion::credentials(secret, &mut form)?;
     Ok((form, credentials))
 }
 
