@@ -64,6 +64,14 @@ async fn key_bound(app: &TestApp, name: &str) -> (Caller, JwsSigner, String) {
     (caller, JwsSigner::new(id.clone(), pair), id)
 }
 
+/// The key pair behind a test's own (software) signer.
+fn software(signer: &JwsSigner) -> &KeyPair {
+    match &signer.key {
+        asapd::crypto::Signer::Software(pair) => pair,
+        other => panic!("a test signer holds its key in memory, not {other:?}"),
+    }
+}
+
 /// The claims of a good assertion by `iss`, for asapd's token endpoint.
 fn claims(iss: &str, jti: &str) -> Value {
     json!({ "iss": iss, "sub": iss, "aud": TOKEN_ENDPOINT, "jti": jti,
@@ -252,7 +260,7 @@ async fn the_configured_audience_and_a_key_without_kid_are_accepted() {
     let app = app().await;
     let (_, signer, _) = key_bound(&app, "svc-a").await;
     // A kid that names no key: every key of the caller is tried.
-    let pair = KeyPair::from_pkcs8_der(Algorithm::ES256, signer.key.pkcs8_der()).unwrap();
+    let pair = KeyPair::from_pkcs8_der(Algorithm::ES256, software(&signer).pkcs8_der()).unwrap();
     let no_kid = JwsSigner::new(String::new(), pair);
     let mut c = claims("svc-a", "j-aud");
     c["aud"] = json!(["other", "asapd"]);
@@ -342,7 +350,7 @@ async fn a_wrong_key_alg_none_and_hs256_are_refused() {
     let hs = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &c,
-        &jsonwebtoken::EncodingKey::from_secret(signer.key.public.pem.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(signer.key.public().pem.as_bytes()),
     )
     .unwrap();
     let reason = refused(with_assertion(&app, &hs).await).await;
