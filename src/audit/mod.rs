@@ -34,7 +34,10 @@ pub async fn record_in(conn: &mut Conn, event: AuditEvent) -> StoreResult<()> {
 /// token's `exp` (`crate::revoked::notification`).
 fn announced_change(event: &AuditEvent) -> Option<String> {
     let kind = event.action.split('.').next()?;
-    if !matches!(kind, "caller" | "secret" | "group" | "key" | "settings") {
+    if !matches!(
+        kind,
+        "caller" | "secret" | "group" | "key" | "settings" | "issuer"
+    ) {
         return None;
     }
     let target = event.target.as_deref().unwrap_or_default();

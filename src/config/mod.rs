@@ -5,6 +5,7 @@
 //! to fix it.
 
 pub mod audit;
+pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod master_key;
@@ -18,6 +19,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use self::audit::{AuditSettings, CommitPacing};
+pub use self::federation::FederationSettings;
 pub use self::http::HttpSettings;
 pub use self::keys::KeySettings;
 pub use self::master_key::Redacted;
@@ -57,6 +59,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub tokens: TokenSettings,
     pub audit: AuditSettings,
+    pub federation: FederationSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Default for Settings {
             http: HttpSettings::default(),
             tokens: TokenSettings::default(),
             audit: AuditSettings::default(),
+            federation: FederationSettings::default(),
         }
     }
 }
@@ -149,6 +153,15 @@ pub const KNOWN_ENV: &[&str] = &[
     "AUDIT__PRUNE_INTERVAL_SECS",
     "AUDIT__COMMIT_INTERVAL_MS",
     "AUDIT__COMMIT_BATCH",
+    "FEDERATION__JWKS_CACHE_DEFAULT_SECS",
+    "FEDERATION__JWKS_CACHE_MIN_SECS",
+    "FEDERATION__JWKS_CACHE_MAX_SECS",
+    "FEDERATION__JWKS_REFETCH_INTERVAL_SECS",
+    "FEDERATION__JWKS_STALE_SECS",
+    "FEDERATION__FETCH_TIMEOUT_SECS",
+    "FEDERATION__MAX_DOCUMENT_BYTES",
+    "FEDERATION__LEEWAY_SECS",
+    "FEDERATION__DEFAULT_MAX_TOKEN_AGE_SECS",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
     // Read by `asapd token`.
@@ -200,6 +213,7 @@ impl Settings {
         self.http.validate().map_err(ConfigError)?;
         self.tokens.validate().map_err(ConfigError)?;
         self.audit.validate().map_err(ConfigError)?;
+        self.federation.validate().map_err(ConfigError)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \

@@ -10,6 +10,7 @@ pub mod callers;
 pub mod error;
 pub mod groups;
 pub mod introspection;
+pub mod issuers;
 pub mod keys;
 pub mod rekey;
 pub mod revocation;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod callers;
 pub mod changes;
+pub mod federation;
 pub mod groups;
 pub mod keys;
 pub mod meta;

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod callers;
 pub mod groups;
+pub mod issuers;
 pub mod keys;
 pub mod secrets;
 pub mod tokens;
