@@ -126,14 +126,16 @@ impl Form {
                 ))
             }
             Some("client_credentials") | Some(TOKEN_EXCHANGE) => {}
-            Some(other) => return Err(Denial::on_field(
-                Rule::UnsupportedGrantType,
-                "grant_type",
-                format!(
+            Some(other) => {
+                return Err(Denial::on_field(
+                    Rule::UnsupportedGrantType,
+                    "grant_type",
+                    format!(
                     "grant_type {} is not supported; use client_credentials or {TOKEN_EXCHANGE}",
                     crate::audit::event::truncate(other, 40)
                 ),
-            )),
+                ))
+            }
         }
         if self.scope.as_deref().is_some_and(|s| !s.trim().is_empty()) {
             return Err(Denial::on_field(

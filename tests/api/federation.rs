@@ -1,0 +1,473 @@
+//! Workload identity federation: trusted issuers, bindings, and tokens of a
+//! stand-in OIDC issuer (Kubernetes and GitHub Actions claims) exchanged at
+//! `/oauth2/token` (RFC 8693) or presented as Bearer on `/v1/tokens`.
+
+use std::sync::atomic::Ordering;
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+use crate::oidc_issuer::{now, OidcIssuer};
+use crate::token_support::detail;
+
+const LEDGER_SUB: &str = "system:serviceaccount:payments:ledger";
+
+/// An app trusting a stand-in issuer as `k8s` (audience `asapd`), with
+/// caller `ledger` bound to the `payments:ledger` service account and
+/// granted audience `svc-b`.
+struct Fed {
+    app: TestApp,
+    issuer: OidcIssuer,
+}
+
+async fn setup() -> Fed {
+    let issuer = OidcIssuer::start().await;
+    let app = spawn_app().await;
+    trust(&app, "k8s", &issuer).await;
+    app.group(json!({"name": "g-ledger", "audiences": ["svc-b"], "max_lifetime": 600}))
+        .await;
+    app.caller(
+        "ledger",
+        json!({"groups": ["g-ledger"], "federated": [{"issuer": "k8s", "subject": LEDGER_SUB}]}),
+    )
+    .await;
+    Fed { app, issuer }
+}
+
+/// Trusts `issuer` as `name` (OIDC Discovery, its CA as `ca_pem`).
+async fn trust(app: &TestApp, name: &str, issuer: &OidcIssuer) {
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/issuers",
+            json!({"name": name, "issuer": issuer.url, "ca_pem": issuer.ca_pem, "audiences": ["asapd"]}),
+        )
+        .await;
+    let status = res.status();
+    assert_eq!(status, StatusCode::CREATED, "{}", res.text().await.unwrap());
+}
+
+async fn exchange(app: &TestApp, token: &str, audience: &str) -> Response {
+    let form = [
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", token),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("audience", audience),
+    ];
+    app.request(Method::POST, "/oauth2/token")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn bearer(app: &TestApp, token: &str, audience: &str) -> Response {
+    app.request(Method::POST, "/v1/tokens")
+        .bearer_auth(token)
+        .json(&json!({ "audience": audience }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The exchange is refused as `invalid_grant`, and audited as
+/// `auth.failed` with what the token claimed; returns the description.
+async fn assert_refused(fed: &Fed, token: &str, expect: &str) -> String {
+    let res = exchange(&fed.app, token, "svc-b").await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let description = body["error_description"].as_str().unwrap().to_owned();
+    assert!(
+        description.contains(expect),
+        "{description:?} lacks {expect:?}"
+    );
+    let failed = fed.app.audit_rows("auth.failed").await;
+    let last = detail(failed.first().expect("auth.failed recorded"));
+    assert_eq!(last["reason"], "invalid_token");
+    assert!(
+        !failed[0].detail.contains(token),
+        "the token itself is never audited"
+    );
+    description
+}
+
+#[tokio::test]
+async fn issuers_are_managed_validated_and_audited() {
+    let issuer = OidcIssuer::start().await;
+    let app = spawn_app().await;
+    let post = |body: Value| app.admin_json(Method::POST, "/v1/admin/issuers", body);
+    let missing = post(json!({"name": "k8s", "issuer": issuer.url})).await;
+    assert_eq!(
+        assert_problem(missing, StatusCode::BAD_REQUEST).await["field"],
+        "audiences"
+    );
+    let empty = post(json!({"name": "k8s", "issuer": issuer.url, "audiences": []})).await;
+    assert_eq!(
+        assert_problem(empty, StatusCode::BAD_REQUEST).await["field"],
+        "audiences"
+    );
+    let http = post(json!({"name": "k8s", "issuer": "http://k8s", "audiences": ["asapd"]})).await;
+    assert_eq!(
+        assert_problem(http, StatusCode::BAD_REQUEST).await["field"],
+        "issuer"
+    );
+    let bad_ca =
+        post(json!({"name": "k8s", "issuer": issuer.url, "audiences": ["asapd"], "ca_pem": "x"}))
+            .await;
+    assert_eq!(
+        assert_problem(bad_ca, StatusCode::BAD_REQUEST).await["field"],
+        "ca_pem"
+    );
+    let old = post(json!({"name": "k8s", "issuer": issuer.url, "audiences": ["asapd"], "max_token_age_secs": 1})).await;
+    assert_problem(old, StatusCode::BAD_REQUEST).await;
+
+    trust(&app, "k8s", &issuer).await;
+    let same_iss =
+        post(json!({"name": "k8s-2", "issuer": issuer.url, "audiences": ["asapd"]})).await;
+    assert_problem(same_iss, StatusCode::CONFLICT).await;
+    let listed = app.admin_get_json("/v1/admin/issuers").await;
+    assert_eq!(listed[0]["name"], "k8s");
+    assert_eq!(listed[0]["max_token_age_secs"], 3600);
+    let put = app
+        .admin_json(
+            Method::PUT,
+            "/v1/admin/issuers/k8s",
+            json!({"issuer": issuer.url, "ca_pem": issuer.ca_pem, "audiences": ["asapd", "vault"], "max_token_age_secs": 600}),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::OK);
+    let shown = app.admin_get_json("/v1/admin/issuers/k8s").await;
+    assert_eq!(shown["audiences"], json!(["asapd", "vault"]));
+    assert_eq!(shown["max_token_age_secs"], 600);
+
+    let unknown = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/callers",
+            json!({"name": "c", "federated": [{"issuer": "nope", "subject": "s"}]}),
+        )
+        .await;
+    assert_eq!(
+        assert_problem(unknown, StatusCode::BAD_REQUEST).await["field"],
+        "federated[0].issuer"
+    );
+    app.caller(
+        "c",
+        json!({"federated": [{"issuer": "k8s", "subject": "s"}]}),
+    )
+    .await;
+    let shown = app.admin_get_json("/v1/admin/callers/c").await;
+    assert_eq!(
+        shown["federated"],
+        json!([{"issuer": "k8s", "subject": "s"}])
+    );
+    let bound = app
+        .admin(Method::DELETE, "/v1/admin/issuers/k8s")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bound, StatusCode::CONFLICT).await;
+    let unbind = app
+        .admin_json(
+            Method::PATCH,
+            "/v1/admin/callers/c",
+            json!({"federated": []}),
+        )
+        .await;
+    assert_eq!(unbind.status(), StatusCode::OK);
+    let gone = app
+        .admin(Method::DELETE, "/v1/admin/issuers/k8s")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    for action in ["issuer.created", "issuer.updated", "issuer.deleted"] {
+        let rows = app.audit(&format!("action={action}")).await;
+        assert_eq!(rows.len(), 1, "{action}");
+        assert_eq!(rows[0]["target"], "issuer:k8s");
+    }
+}
+
+#[tokio::test]
+async fn a_kubernetes_token_is_exchanged_for_an_asap_token() {
+    let fed = setup().await;
+    let token = fed
+        .issuer
+        .sign(&fed.issuer.kubernetes_claims("payments", "ledger", "asapd"));
+    let res = exchange(&fed.app, &token, "svc-b").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(body["token_type"], "Bearer");
+    let (_, claims) = fed
+        .app
+        .verify(body["access_token"].as_str().unwrap(), "svc-b")
+        .await;
+    assert_eq!(claims["iss"], "ledger");
+
+    let issued = fed.app.audit_rows("token.issued").await;
+    let auth = &detail(&issued[0])["auth"];
+    assert_eq!(auth["method"], "federated:k8s");
+    assert_eq!(auth["presented"]["iss"], fed.issuer.url.as_str());
+    assert_eq!(auth["presented"]["sub"], LEDGER_SUB);
+    assert!(!issued[0].detail.contains(&token));
+    // Cached: a second token costs no fetch.
+    let again = fed
+        .issuer
+        .sign(&fed.issuer.kubernetes_claims("payments", "ledger", "asapd"));
+    assert_eq!(
+        exchange(&fed.app, &again, "svc-b").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(fed.issuer.jwks_fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fed.app.metric(
+            "asapd_federation_jwks_fetches_total",
+            &["issuer=\"k8s\"", "outcome=\"ok\""]
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_github_actions_token_is_a_bearer_credential_on_v1_tokens() {
+    let fed = setup().await;
+    let github = OidcIssuer::start().await;
+    trust(&fed.app, "github", &github).await;
+    fed.app
+        .caller(
+            "deployer",
+            json!({"groups": ["g-ledger"], "federated": [{
+                "issuer": "github",
+                "subject": "repo:org/repo:ref:refs/heads/main",
+                "claims": {"repository": "org/repo", "environment": "production"}
+            }]}),
+        )
+        .await;
+    let claims = github.github_claims("org/repo", "refs/heads/main", "asapd");
+    let res = bearer(&fed.app, &github.sign(&claims), "svc-b").await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, issued) = fed
+        .app
+        .verify(body["token"].as_str().unwrap(), "svc-b")
+        .await;
+    assert_eq!(issued["iss"], "deployer");
+    let rows = fed.app.audit_rows("token.issued").await;
+    let auth = &detail(&rows[0])["auth"];
+    assert_eq!(auth["method"], "federated:github");
+    assert_eq!(auth["presented"]["jti"], claims["jti"]);
+}
+
+/// Kubernetes claims for `payments:ledger`, changed by `edit`.
+fn ledger_claims(fed: &Fed, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut claims = fed.issuer.kubernetes_claims("payments", "ledger", "asapd");
+    edit(&mut claims);
+    claims
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    let fed = setup().await;
+    let token = fed
+        .issuer
+        .sign(&ledger_claims(&fed, |c| c["aud"] = json!(["vault"])));
+    assert_refused(&fed, &token, "aud").await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused() {
+    let fed = setup().await;
+    let token = fed.issuer.sign(&ledger_claims(&fed, |c| {
+        c["iat"] = json!(now() - 700);
+        c["nbf"] = json!(now() - 700);
+        c["exp"] = json!(now() - 100);
+    }));
+    assert_refused(&fed, &token, "expired").await;
+}
+
+#[tokio::test]
+async fn a_token_not_yet_valid_is_refused() {
+    let fed = setup().await;
+    let token = fed
+        .issuer
+        .sign(&ledger_claims(&fed, |c| c["nbf"] = json!(now() + 600)));
+    assert_refused(&fed, &token, "not valid yet").await;
+}
+
+#[tokio::test]
+async fn a_token_older_than_the_issuers_limit_is_refused() {
+    let fed = setup().await;
+    let token = fed.issuer.sign(&ledger_claims(&fed, |c| {
+        c["iat"] = json!(now() - 2 * 3600);
+        c["nbf"] = json!(now() - 2 * 3600);
+        c["exp"] = json!(now() + 3600);
+    }));
+    assert_refused(&fed, &token, "older than").await;
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let fed = setup().await;
+    let claims = ledger_claims(&fed, |_| {});
+    let header = json!({"alg": "none", "typ": "JWT", "kid": fed.issuer.kid()});
+    let token = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    assert_refused(&fed, &token, "alg none").await;
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_issuers_public_key_is_refused() {
+    let fed = setup().await;
+    let claims = ledger_claims(&fed, |_| {});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(fed.issuer.kid());
+    let key = jsonwebtoken::EncodingKey::from_secret(fed.issuer.public_pem().as_bytes());
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    assert_refused(&fed, &token, "HS256").await;
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_refused_after_one_refetch() {
+    let fed = setup().await;
+    let good = fed.issuer.sign(&ledger_claims(&fed, |_| {}));
+    assert_eq!(
+        exchange(&fed.app, &good, "svc-b").await.status(),
+        StatusCode::OK
+    );
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "forged"});
+    let forged = fed
+        .issuer
+        .sign_with_header(&header, &ledger_claims(&fed, |_| {}));
+    assert_refused(&fed, &forged, "no key with kid").await;
+    assert_refused(&fed, &forged, "no key with kid").await;
+    // One refetch for the unknown kid, then none until the interval passes.
+    assert_eq!(fed.issuer.jwks_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn the_issuers_new_key_is_fetched_when_it_rotates() {
+    let fed = setup().await;
+    let first = fed.issuer.sign(&ledger_claims(&fed, |_| {}));
+    assert_eq!(
+        exchange(&fed.app, &first, "svc-b").await.status(),
+        StatusCode::OK
+    );
+    fed.issuer.rotate();
+    let rotated = fed.issuer.sign(&ledger_claims(&fed, |_| {}));
+    let res = exchange(&fed.app, &rotated, "svc-b").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    assert_eq!(fed.issuer.jwks_fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(fed.issuer.discovery_fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_token_of_an_untrusted_issuer_is_refused() {
+    let fed = setup().await;
+    let stranger = OidcIssuer::start().await;
+    let token = stranger.sign(&stranger.kubernetes_claims("payments", "ledger", "asapd"));
+    assert_refused(&fed, &token, "neither a trusted issuer").await;
+    assert_eq!(stranger.jwks_fetches.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_subject_bound_to_no_caller_is_refused() {
+    let fed = setup().await;
+    let token = fed.issuer.sign(
+        &fed.issuer
+            .kubernetes_claims("payments", "intruder", "asapd"),
+    );
+    assert_refused(&fed, &token, "no caller is bound").await;
+}
+
+#[tokio::test]
+async fn claims_that_differ_from_the_binding_are_refused() {
+    let fed = setup().await;
+    let patch = json!({"federated": [{"issuer": "k8s", "subject": LEDGER_SUB,
+        "claims": {"kubernetes.io": {"namespace": "payments",
+            "pod": {"name": "ledger-0", "uid": "u"}, "serviceaccount": {"name": "ledger", "uid": "u"}}}}]});
+    let res = fed
+        .app
+        .admin_json(Method::PATCH, "/v1/admin/callers/ledger", patch)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let token = fed.issuer.sign(&ledger_claims(&fed, |_| {}));
+    assert_refused(&fed, &token, "no caller is bound").await;
+}
+
+#[tokio::test]
+async fn an_identity_bound_to_two_callers_is_refused() {
+    let fed = setup().await;
+    fed.app
+        .caller(
+            "ledger-twin",
+            json!({"federated": [{"issuer": "k8s", "subject": LEDGER_SUB}]}),
+        )
+        .await;
+    let token = fed.issuer.sign(&ledger_claims(&fed, |_| {}));
+    assert_refused(&fed, &token, "bound to 2 callers").await;
+}
+
+#[tokio::test]
+async fn an_issuer_down_with_no_cached_keys_answers_503() {
+    let app = spawn_app().await;
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://localhost:{port}");
+    let res = app
+        .admin_json(
+            Method::POST,
+            "/v1/admin/issuers",
+            json!({"name": "down", "issuer": url, "audiences": ["asapd"]}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    app.caller(
+        "c",
+        json!({"federated": [{"issuer": "down", "subject": "s"}]}),
+    )
+    .await;
+    let stand_in = OidcIssuer::start().await;
+    let mut claims = stand_in.kubernetes_claims("payments", "ledger", "asapd");
+    claims["iss"] = json!(url);
+    let token = stand_in.sign(&claims);
+    let problem = assert_problem(
+        bearer(&app, &token, "svc-b").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("trusted issuer down"),
+        "{problem}"
+    );
+    let res = exchange(&app, &token, "svc-b").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
