@@ -471,3 +471,127 @@ async fn an_issuer_down_with_no_cached_keys_answers_503() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
 }
+
+#[tokio::test]
+async fn an_asapd_trusts_another_asapds_asap_tokens() {
+    // Fleet B, over HTTPS, issues an ASAP token to its caller svc-remote
+    // for audience asapd-a; fleet A trusts B's JWKS for that issuer.
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    asapd::crypto::tls::ensure_dev_certificate(&cert, &key).unwrap();
+    let fleet_b = crate::helpers::spawn_app_with(|s| {
+        s.tls_cert = Some(cert.clone());
+        s.tls_key = Some(key.clone());
+    })
+    .await;
+    let ca_pem = std::fs::read_to_string(&cert).unwrap();
+    let b_url = fleet_b
+        .address
+        .replace("http://127.0.0.1", "https://localhost");
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let admin = |method: Method, path: &str| {
+        client
+            .request(method, format!("{b_url}{path}"))
+            .basic_auth("admin", Some(&fleet_b.admin_secret))
+    };
+    let group = json!({"name": "to-a", "audiences": ["asapd-a"], "max_lifetime": 600});
+    let res = admin(Method::POST, "/v1/admin/groups")
+        .json(&group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: Value = admin(Method::POST, "/v1/admin/callers")
+        .json(&json!({"name": "svc-remote", "groups": ["to-a"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let asap: Value = client
+        .post(format!("{b_url}/v1/tokens"))
+        .basic_auth("svc-remote", created["client_secret"].as_str())
+        .json(&json!({"audience": "asapd-a"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let asap = asap["token"].as_str().expect("fleet B issued a token");
+
+    let fleet_a = spawn_app().await;
+    let res = fleet_a
+        .admin_json(
+            Method::POST,
+            "/v1/admin/issuers",
+            json!({"name": "fleet-b-svc-remote", "issuer": "svc-remote",
+                   "jwks_uri": format!("{b_url}/.well-known/jwks.json"),
+                   "ca_pem": ca_pem, "audiences": ["asapd-a"]}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    fleet_a
+        .group(json!({"name": "g-remote", "audiences": ["svc-b"], "max_lifetime": 600}))
+        .await;
+    fleet_a
+        .caller(
+            "remote",
+            json!({"groups": ["g-remote"],
+                   "federated": [{"issuer": "fleet-b-svc-remote", "subject": "svc-remote"}]}),
+        )
+        .await;
+    let res = exchange(&fleet_a, asap, "svc-b").await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, claims) = fleet_a
+        .verify(body["access_token"].as_str().unwrap(), "svc-b")
+        .await;
+    assert_eq!(claims["iss"], "remote");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (make test-postgres)"]
+async fn an_issuer_and_binding_made_on_one_replica_work_on_another_within_a_second() {
+    crate::helpers::require_postgres();
+    let issuer = OidcIssuer::start().await;
+    // No periodic reload: only the change notification can tell B.
+    let no_refresh = |s: &mut asapd::config::Settings| s.keys.refresh_interval_secs = 86_400;
+    let a = crate::helpers::spawn_app_with(no_refresh).await;
+    let b = crate::helpers::spawn_replica(&a, no_refresh).await;
+    // B has looked at the (empty) set of issuers, so it holds a snapshot.
+    let token = issuer.sign(&issuer.kubernetes_claims("payments", "ledger", "asapd"));
+    assert_eq!(
+        exchange(&b, &token, "svc-b").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    trust(&a, "k8s", &issuer).await;
+    a.group(json!({"name": "g-ledger", "audiences": ["svc-b"], "max_lifetime": 600}))
+        .await;
+    a.caller(
+        "ledger",
+        json!({"groups": ["g-ledger"], "federated": [{"issuer": "k8s", "subject": LEDGER_SUB}]}),
+    )
+    .await;
+    let committed = std::time::Instant::now();
+    crate::replicas::eventually("B accepts the issuer and binding made on A", || async {
+        // A fresh token each time; the few refusals stay far below the
+        // failed-authentication limit.
+        let token = issuer.sign(&issuer.kubernetes_claims("payments", "ledger", "asapd"));
+        exchange(&b, &token, "svc-b").await.status() == StatusCode::OK
+    })
+    .await;
+    let took = committed.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+}
