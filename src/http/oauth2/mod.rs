@@ -32,7 +32,7 @@ use crate::service::tokens;
 use crate::state::AppState;
 
 /// The form fields asapd reads; others are ignored (RFC 6749 §3.2).
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[allow(dead_code)] // documents the form for the OpenAPI document only
 pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
@@ -53,7 +53,7 @@ pub struct ClientCredentialsForm {
 
 /// A token exchange (RFC 8693 §2.1): a workload identity token from a
 /// trusted issuer, bound to a caller, in place of client credentials.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[allow(dead_code)] // documents the form for the OpenAPI document only
 pub struct TokenExchangeForm {
     /// `urn:ietf:params:oauth:grant-type:token-exchange`.
@@ -71,6 +71,15 @@ pub struct TokenExchangeForm {
     audience: Option<String>,
     /// RFC 8707 resource indicator, repeatable.
     resource: Option<Vec<String>>,
+}
+
+/// Either grant's form.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub enum TokenRequestForm {
+    ClientCredentials(ClientCredentialsForm),
+    TokenExchange(TokenExchangeForm),
 }
 
 /// RFC 6749 §5.1.
@@ -168,10 +177,7 @@ fn client_credentials(
 /// `issued_token_type`; a subject token that is refused answers
 /// `invalid_grant`.
 #[utoipa::path(tag = "tokens", security(("basic" = []), ()),
-    request_body(content(
-        (ClientCredentialsForm = "application/x-www-form-urlencoded"),
-        (TokenExchangeForm = "application/x-www-form-urlencoded"),
-    )),
+    request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = AccessTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, description = "invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
