@@ -43,7 +43,8 @@ for line in sys.stdin:
     kind, result = line.split(" ", 1)
     r = json.loads(result)
     bad = r["non200"] + r["bad_body"] + r["socket_errors"]
-    print(f"{kind:9} {r[\"rps\"]:9.0f} tokens/s  p50 {r[\"p50_us\"] / 1000:.1f} ms  p99 {r[\"p99_us\"] / 1000:.1f} ms  errors {bad} {r[\"first_bad\"]}")
+    rps, p50, p99, first = r["rps"], r["p50_us"] / 1000, r["p99_us"] / 1000, r["first_bad"]
+    print(f"{kind:9} {rps:9.0f} tokens/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms  errors {bad} {first}")
     runs.setdefault(kind, []).append(r["rps"] if bad == 0 else float("nan"))
 mean = {k: sum(v) / len(v) for k, v in runs.items()}
 ratio = mean["federated"] / mean["secret"]

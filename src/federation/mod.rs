@@ -27,30 +27,9 @@ use crate::store::{Store, StoreError};
 pub use keys::discovery_url;
 use keys::IssuerKeys;
 
-/// A trusted issuer as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedIssuer {
-    pub name: String,
-    /// The exact `iss` of its tokens.
-    pub issuer: String,
-    pub jwks_uri: Option<String>,
-    pub ca_pem: Option<String>,
-    pub audiences: Vec<String>,
-    pub max_token_age_secs: i64,
-}
-
-impl From<store::IssuerRow> for TrustedIssuer {
-    fn from(row: store::IssuerRow) -> Self {
-        Self {
-            name: row.name,
-            issuer: row.issuer,
-            jwks_uri: row.jwks_uri,
-            ca_pem: row.ca_pem,
-            audiences: row.audiences,
-            max_token_age_secs: row.max_token_age_secs,
-        }
-    }
-}
+/// A trusted issuer as configured: its row. Keys cached for it are kept
+/// while the row is unchanged, and fetched again after any update.
+pub use crate::store::federation::IssuerRow as TrustedIssuer;
 
 /// Why a presented token was not accepted.
 #[derive(Debug)]
@@ -202,7 +181,7 @@ impl Federation {
             .unwrap_or_default();
         let mut by_iss = HashMap::new();
         for row in issuers {
-            let config = TrustedIssuer::from(row);
+            let config = row;
             let keys = match previous.get(&config.name) {
                 Some(kept) if *kept.config == config => kept.clone(),
                 _ => Arc::new(IssuerKeys::new(Arc::new(config.clone()), &self.settings)),

@@ -135,6 +135,8 @@ mod tests {
             ca_pem: None,
             audiences: vec!["asapd".into()],
             max_token_age_secs: 3600,
+            created_at: 0,
+            updated_at: 0,
         }
     }
 

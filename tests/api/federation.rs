@@ -96,6 +96,13 @@ async fn assert_refused(fed: &Fed, token: &str, expect: &str) -> String {
     description
 }
 
+/// The `auth` detail of the newest `token.issued` record, and the record.
+async fn last_issued_auth(app: &TestApp) -> (Value, String) {
+    let rows = app.audit_rows("token.issued").await;
+    let row = rows.first().expect("a token.issued record");
+    (detail(row)["auth"].clone(), row.detail.clone())
+}
+
 #[tokio::test]
 async fn issuers_are_managed_validated_and_audited() {
     let issuer = OidcIssuer::start().await;
@@ -213,12 +220,11 @@ async fn a_kubernetes_token_is_exchanged_for_an_asap_token() {
         .await;
     assert_eq!(claims["iss"], "ledger");
 
-    let issued = fed.app.audit_rows("token.issued").await;
-    let auth = &detail(&issued[0])["auth"];
+    let (auth, record) = last_issued_auth(&fed.app).await;
     assert_eq!(auth["method"], "federated:k8s");
     assert_eq!(auth["presented"]["iss"], fed.issuer.url.as_str());
     assert_eq!(auth["presented"]["sub"], LEDGER_SUB);
-    assert!(!issued[0].detail.contains(&token));
+    assert!(!record.contains(&token));
     // Cached: a second token costs no fetch.
     let again = fed
         .issuer
@@ -262,8 +268,7 @@ async fn a_github_actions_token_is_a_bearer_credential_on_v1_tokens() {
         .verify(body["token"].as_str().unwrap(), "svc-b")
         .await;
     assert_eq!(issued["iss"], "deployer");
-    let rows = fed.app.audit_rows("token.issued").await;
-    let auth = &detail(&rows[0])["auth"];
+    let (auth, _) = last_issued_auth(&fed.app).await;
     assert_eq!(auth["method"], "federated:github");
     assert_eq!(auth["presented"]["jti"], claims["jti"]);
 }

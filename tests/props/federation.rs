@@ -92,3 +92,78 @@ proptest! {
         let _ = max_age(&header);
     }
 }
+
+/// Tokens shaped like a JWT (three base64url parts, JSON or not), or not.
+fn presented_token() -> impl Strategy<Value = String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let part = prop_oneof![
+        any_json().prop_map(|v| URL_SAFE_NO_PAD.encode(v.to_string())),
+        "[A-Za-z0-9_-]{0,40}",
+        ".{0,20}",
+    ];
+    prop_oneof![
+        (part.clone(), part.clone(), part).prop_map(|(h, p, s)| format!("{h}.{p}.{s}")),
+        ".{0,80}",
+    ]
+}
+
+/// Black-box: whatever is presented as a subject token or a Bearer token
+/// gets an answer below 500 that names what is wrong.
+#[test]
+fn any_presented_token_is_refused_below_500() {
+    use reqwest::Method;
+    let f = crate::support::Fixture::new();
+    f.check(presented_token(), |f, token| {
+        let (exchange, bearer) = f.rt.block_on(async {
+            let form = [
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("audience", "svc-b"),
+            ];
+            let exchange = f
+                .app
+                .request(Method::POST, "/oauth2/token")
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            let exchange = (
+                exchange.status(),
+                exchange.json::<Value>().await.unwrap_or(Value::Null),
+            );
+            let bearer = f
+                .app
+                .request(Method::POST, "/v1/tokens")
+                .header("authorization", format!("Bearer {token}"))
+                .json(&json!({"audience": "svc-b"}))
+                .send()
+                .await;
+            let bearer = match bearer {
+                // reqwest refuses to send a header value with control characters.
+                Err(_) => None,
+                Ok(res) => Some((
+                    res.status(),
+                    res.json::<Value>().await.unwrap_or(Value::Null),
+                )),
+            };
+            (exchange, bearer)
+        });
+        prop_assert!(
+            exchange.0.is_client_error(),
+            "exchange {}: {}",
+            exchange.0,
+            exchange.1
+        );
+        prop_assert!(exchange.1["error"].is_string(), "{}", exchange.1);
+        if let Some((status, body)) = bearer {
+            prop_assert!(status.is_client_error(), "bearer {}: {}", status, body);
+            prop_assert!(body["detail"].is_string(), "{}", body);
+        }
+        Ok(())
+    });
+}
