@@ -22,8 +22,12 @@ struct Fed {
 }
 
 async fn setup() -> Fed {
+    setup_on(asapd::clock::Clock::System).await
+}
+
+async fn setup_on(clock: asapd::clock::Clock) -> Fed {
     let issuer = OidcIssuer::start().await;
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with_clock(clock, |_| {}).await;
     trust(&app, "k8s", &issuer).await;
     app.group(json!({"name": "g-ledger", "audiences": ["svc-b"], "max_lifetime": 600}))
         .await;
@@ -599,4 +603,67 @@ async fn an_issuer_and_binding_made_on_one_replica_work_on_another_within_a_seco
     .await;
     let took = committed.elapsed();
     assert!(took < std::time::Duration::from_secs(1), "took {took:?}");
+}
+
+#[tokio::test]
+async fn keys_are_cached_for_their_max_age_then_served_stale_while_the_issuer_is_down() {
+    let clock = asapd::clock::Clock::manual(now());
+    let fed = setup_on(clock.clone()).await;
+    // Claims issued at the app's (manual) time.
+    let at = |offset: i64| {
+        let mut claims = fed.issuer.kubernetes_claims("payments", "ledger", "asapd");
+        for name in ["iat", "nbf"] {
+            claims[name] = json!(claims[name].as_i64().unwrap() + offset);
+        }
+        claims["exp"] = json!(claims["exp"].as_i64().unwrap() + offset);
+        fed.issuer.sign(&claims)
+    };
+    let fetches = || fed.issuer.jwks_fetches.load(Ordering::SeqCst);
+    assert_eq!(
+        exchange(&fed.app, &at(0), "svc-b").await.status(),
+        StatusCode::OK
+    );
+    // The stand-in says max-age=300.
+    clock.advance(299);
+    assert_eq!(
+        exchange(&fed.app, &at(299), "svc-b").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(fetches(), 1, "served from the cache within max-age");
+    clock.advance(2);
+    assert_eq!(
+        exchange(&fed.app, &at(301), "svc-b").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(fetches(), 2, "fetched again once max-age passed");
+
+    // The issuer goes away: the last good set serves for jwks_stale_secs
+    // (6 h) past its expiry, then the answer is 503.
+    let stale_token = at(301 + 600);
+    let late_token = at(301 + 300 + 6 * 3600 + 60);
+    let app = fed.app;
+    drop(fed.issuer);
+    clock.advance(600);
+    let res = exchange(&app, &stale_token, "svc-b").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    assert_eq!(
+        app.metric(
+            "asapd_federation_jwks_fetches_total",
+            &["issuer=\"k8s\"", "outcome=\"stale\""]
+        ),
+        Some(1.0)
+    );
+    clock.advance(300 + 6 * 3600 - 600 + 60);
+    let res = exchange(&app, &late_token, "svc-b").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error_description"].as_str().unwrap().contains("k8s"),
+        "{body}"
+    );
 }
