@@ -129,7 +129,11 @@ pub struct FederatedBinding {
     pub issuer: IssuerName,
     /// The token's `sub`, matched exactly, e.g.
     /// `system:serviceaccount:payments:ledger`.
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub subject: String,
     /// Claims the token must carry with exactly these JSON values, e.g.
     /// `{"repository": "org/repo", "ref": "refs/heads/main"}`.

@@ -11,6 +11,7 @@ use crate::http::auth::AdminCaller;
 use crate::http::context::RequestMeta;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::ApiJson;
+use crate::http::tokens::AudienceName;
 use crate::service::issuers::{self, IssuerSpec};
 use crate::state::AppState;
 use crate::store::federation::IssuerRow;
@@ -30,14 +31,14 @@ pub struct CreateIssuer {
     )]
     pub issuer: String,
     /// The issuer's JWKS (https). Default: from OIDC Discovery.
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^https://")]
     pub jwks_uri: Option<String>,
     /// PEM certificates of a private CA to trust, for this issuer only, in
     /// addition to the system's roots (a cluster's own CA).
     pub ca_pem: Option<String>,
     /// Required and never empty: a token's `aud` must name one of these.
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 16, example = json!(["asapd"]))]
+    #[schema(value_type = Vec<AudienceName>, min_items = 1, max_items = 16, example = json!(["asapd"]))]
     pub audiences: Vec<String>,
     /// The oldest a token may be (now − `iat`), seconds. Default:
     /// `federation.default_max_token_age_secs` (3600).
@@ -48,13 +49,17 @@ pub struct CreateIssuer {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateIssuer {
-    #[schema(min_length = 1, max_length = 1024)]
+    #[schema(
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub issuer: String,
-    #[schema(max_length = 1024)]
+    #[schema(max_length = 1024, pattern = "^https://")]
     pub jwks_uri: Option<String>,
     pub ca_pem: Option<String>,
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 16)]
+    #[schema(value_type = Vec<AudienceName>, min_items = 1, max_items = 16)]
     pub audiences: Vec<String>,
     pub max_token_age_secs: Option<MaxTokenAge>,
 }
