@@ -4,7 +4,10 @@
 //! unknown kid, and served past expiry for a bounded time while the issuer
 //! cannot be reached.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+use serde_json::{Map, Value};
 
 use super::documents::{self, KeySet};
 use super::fetch;
@@ -13,10 +16,39 @@ use crate::clock::Clock;
 use crate::config::FederationSettings;
 use crate::metrics::Metrics;
 
+/// Tokens whose signature this replica has checked, per key set, at most.
+const MAX_VERIFIED: usize = 4096;
+
 /// A key set and how long it may be used.
 pub struct Cached {
     pub set: KeySet,
     fresh_until_ms: i64,
+    /// The claims of tokens that verified under this set, by the SHA-256 of
+    /// the whole token. A workload presents the same token until its
+    /// platform replaces it (a Kubernetes pod for most of an hour), and the
+    /// signature of the same bytes under the same keys cannot change, so it
+    /// is checked once; the claims (time, audience, age) are checked on
+    /// every use. A new set starts empty, so a key the issuer withdrew
+    /// stops counting with the set that no longer has it.
+    verified: RwLock<HashMap<[u8; 32], Arc<Map<String, Value>>>>,
+}
+
+impl Cached {
+    pub fn verified(&self, digest: &[u8; 32]) -> Option<Arc<Map<String, Value>>> {
+        self.verified
+            .read()
+            .expect("verified lock")
+            .get(digest)
+            .cloned()
+    }
+
+    pub fn remember(&self, digest: [u8; 32], claims: Arc<Map<String, Value>>) {
+        let mut verified = self.verified.write().expect("verified lock");
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest, claims);
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +89,11 @@ impl IssuerKeys {
 
     fn current(&self) -> Option<Arc<Cached>> {
         self.current.read().expect("key cache lock").clone()
+    }
+
+    /// The current set while it is fresh, for a token already verified.
+    pub fn fresh(&self, now_ms: i64) -> Option<Arc<Cached>> {
+        self.current().filter(|c| now_ms < c.fresh_until_ms)
     }
 
     /// The key set to check a token with `kid` against: the cached one
@@ -174,6 +211,7 @@ impl IssuerKeys {
         Ok(Arc::new(Cached {
             set,
             fresh_until_ms: cx.clock.now_ms().saturating_add((secs * 1000) as i64),
+            verified: RwLock::new(HashMap::new()),
         }))
     }
 }

@@ -52,7 +52,7 @@ impl From<StoreError> for FederationError {
 pub struct Verified {
     pub issuer: String,
     pub subject: String,
-    pub claims: Map<String, Value>,
+    pub claims: Arc<Map<String, Value>>,
 }
 
 /// One binding of the index: the caller it names and what it requires.

@@ -4,7 +4,11 @@
 
 use serde_json::{Map, Value};
 
-use super::keys::{Context, IssuerKeys};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::keys::{Cached, Context, IssuerKeys};
 use super::{FederationError, TrustedIssuer, Verified};
 use crate::audit::event::truncate;
 use crate::crypto::jws::Jws;
@@ -19,6 +23,43 @@ pub(super) async fn verify(
     token: &str,
     cx: &Context<'_>,
 ) -> Result<Verified, FederationError> {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let seen = keys.fresh(cx.clock.now_ms());
+    if let Some(claims) = seen.and_then(|set| set.verified(&digest)) {
+        return checked(keys, claims, cx);
+    }
+    let (cached, claims) = verify_signature(keys, token, cx).await?;
+    let claims = Arc::new(claims);
+    cached.remember(digest, claims.clone());
+    checked(keys, claims, cx)
+}
+
+/// The claims of a token whose signature verified, if they hold now.
+fn checked(
+    keys: &IssuerKeys,
+    claims: Arc<Map<String, Value>>,
+    cx: &Context<'_>,
+) -> Result<Verified, FederationError> {
+    let subject = check_claims(
+        &keys.config,
+        &claims,
+        cx.clock.now(),
+        cx.settings.leeway_secs,
+    )?;
+    Ok(Verified {
+        issuer: keys.config.name.clone(),
+        subject,
+        claims,
+    })
+}
+
+/// The signature, under an asymmetric `alg` and a key of the issuer's set
+/// that fits it; the set it verified under and the claims.
+async fn verify_signature(
+    keys: &IssuerKeys,
+    token: &str,
+    cx: &Context<'_>,
+) -> Result<(Arc<Cached>, Map<String, Value>), FederationError> {
     let name = &keys.config.name;
     let jws = Jws::parse(token).ok_or_else(|| {
         rejected("the token is not a compact JWS with a valid header (alg none is refused)")
@@ -52,17 +93,7 @@ pub(super) async fn verify(
         })?;
     let claims: Map<String, Value> = serde_json::from_slice(&payload)
         .map_err(|_| rejected("the token's claims are not a JSON object"))?;
-    let subject = check_claims(
-        &keys.config,
-        &claims,
-        cx.clock.now(),
-        cx.settings.leeway_secs,
-    )?;
-    Ok(Verified {
-        issuer: name.clone(),
-        subject,
-        claims,
-    })
+    Ok((cached, claims))
 }
 
 /// `iss`, `aud`, `exp`, `nbf`, `iat` and age, with `leeway` seconds of

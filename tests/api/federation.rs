@@ -667,3 +667,25 @@ async fn keys_are_cached_for_their_max_age_then_served_stale_while_the_issuer_is
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_token_presented_again_has_its_claims_checked_again() {
+    // Its signature is checked once per key set; its time every time.
+    let clock = asapd::clock::Clock::manual(now());
+    let fed = setup_on(clock.clone()).await;
+    let token = fed.issuer.sign(&ledger_claims(&fed, |c| {
+        c["exp"] = json!(now() + 60);
+    }));
+    for _ in 0..2 {
+        assert_eq!(
+            exchange(&fed.app, &token, "svc-b").await.status(),
+            StatusCode::OK
+        );
+    }
+    clock.advance(100);
+    assert_refused(&fed, &token, "expired").await;
+    // A token that failed once fails again: nothing of it was kept.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_refused(&fed, &forged, "signature").await;
+    assert_refused(&fed, &forged, "signature").await;
+}
