@@ -19,6 +19,9 @@ use crate::metrics::Metrics;
 /// Tokens whose signature this replica has checked, per key set, at most.
 const MAX_VERIFIED: usize = 4096;
 
+/// A verified token's claims, by the SHA-256 of the token.
+type Verified = HashMap<[u8; 32], Arc<Map<String, Value>>>;
+
 /// A key set and how long it may be used.
 pub struct Cached {
     pub set: KeySet,
@@ -30,7 +33,7 @@ pub struct Cached {
     /// is checked once; the claims (time, audience, age) are checked on
     /// every use. A new set starts empty, so a key the issuer withdrew
     /// stops counting with the set that no longer has it.
-    verified: RwLock<HashMap<[u8; 32], Arc<Map<String, Value>>>>,
+    verified: RwLock<Verified>,
 }
 
 impl Cached {
