@@ -12,7 +12,9 @@
 # secret, federated, secret, federated for SECONDS each (default 5), and
 # prints each rate, the means and federated ÷ secret (target ≥ 0.7). The
 # issuer's keys are fetched once and cached: no request reaches it during
-# the loads. Needs wrk, curl, openssl, python3; build first.
+# the loads. Every request presents the same token, as a pod does until the
+# kubelet replaces it, so its signature is checked once and its claims on
+# every request. Needs wrk, curl, openssl, python3; build first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
