@@ -265,6 +265,17 @@ for alg in ("ES256", "RS256"):
     if raw and not r["errors"]:
         text += f"; {r['rps'] / raw:.2f} of one session's raw C_Sign ({fmt_rate(raw)}/s)"
     row(f"`POST /v1/tokens` {alg}, SQLite, keys in SoftHSM2 (PKCS#11)", r, text)
+
+# Federated authentication (an RS256 token of a trusted issuer, JWKS cached)
+# against a secret, both issuing ES256 on the same server minutes apart.
+for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+    f, t = wrk(f"token-{db}-federated"), wrk(f"token-{db}-ES256")
+    if f is None:
+        continue
+    text, ok = ratio(f, t, 0.7)
+    row(f"`POST /v1/tokens` ES256, federated authentication (RS256 issuer token, cached JWKS), "
+        f"{db_label}", f, f"{text} of secret", "≥ 0.7 of secret")
+    verdicts.append((f"federated authentication ≥ 0.7 of the secret path on {db_label}", text, ok))
 # Introspection against its own ceiling, 1/(1/healthz + 1/verify_rate) with
 # the same server's /healthz rate and the ES256 verify rate of asapd's kept
 # verifier on all cores (benches/sign.rs), both from this run; and, as

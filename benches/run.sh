@@ -8,7 +8,9 @@
 #   3. the release server under wrk on 127.0.0.1, SQLite then PostgreSQL:
 #      /healthz, GET /v1/keys/{kid} vs nginx serving the same PEM file
 #      (HTTP and HTTPS, and revalidated with If-None-Match), POST /v1/tokens
-#      ES256/RS256, POST /oauth2/introspect of an ES256 token (by its
+#      ES256/RS256, the same ES256 with federated authentication (an RS256
+#      token of a trusted issuer, its JWKS cached; benches/federated.sh),
+#      POST /oauth2/introspect of an ES256 token (by its
 #      audience); peak RSS after each load; then two replicas on one
 #      PostgreSQL, with the fleet-wide rate limit and with per-replica limits
 #   4. benches/report.py: the table, printed and written to benches/RESULTS.md
@@ -343,6 +345,20 @@ tokens() {
     done
 }
 
+# federated_tokens DB: POST /v1/tokens by an ES256 caller that authenticates
+# with a Kubernetes-like RS256 token of a trusted issuer (a second asapd over
+# HTTPS, benches/federated.sh) instead of a secret, right after `tokens`:
+# report.py sets it beside ES256 with a secret from the same server.
+source benches/federated.sh
+federated_tokens() {
+    local db=$1
+    federated_setup "$SERVER_URL" "$ADMIN_SECRET" "$WORK/federated-$db"
+    PIDS+=("$FED_PID")
+    load "token-$db-federated" asapd "$SERVER_URL/v1/tokens" BENCH_METHOD=POST \
+        BENCH_BODY='{"audience": "svc-b"}' BENCH_AUTH="$FED_AUTH" BENCH_EXPECT='"token":"ey'
+    federated_stop
+}
+
 # init_admin ARGS...: `asapd init --json` on a fresh database.
 init_admin() {
     ADMIN_SECRET=$("$BIN" init --json "$@" 2>"$WORK/init.log" | json client_secret)
@@ -421,6 +437,7 @@ ETAG=$(curl -sf -D - -o /dev/null "$SERVER_URL/v1/keys/$KID" | awk 'tolower($1) 
 [[ -n $ETAG ]] || die "GET /v1/keys/$KID has no ETag"
 load keys-asapd-inm asapd "$SERVER_URL/v1/keys/$KID" BENCH_HEADER="If-None-Match: $ETAG" BENCH_STATUS=304
 tokens sqlite
+federated_tokens sqlite
 introspect sqlite
 stop_asapd
 
@@ -465,6 +482,7 @@ if [[ -n $PG_URL_BASE ]]; then
     load healthz-postgres asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
     rss healthz-postgres
     tokens postgres
+    federated_tokens postgres
     introspect postgres
     stop_asapd
 fi

@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod error_chain;
+pub mod federation;
 pub mod fleet_limits;
 pub mod fsutil;
 pub mod http;

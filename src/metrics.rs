@@ -43,6 +43,12 @@ const AUTH_FAILURES: Spec = Spec {
     labels: &[],
 };
 
+const FEDERATION_JWKS_FETCHES: Spec = Spec {
+    name: "federation_jwks_fetches_total",
+    help: "Fetches of trusted issuers' keys (discovery and JWKS), by issuer name and outcome",
+    labels: &["issuer", "outcome"],
+};
+
 const RATE_LIMITED: Spec = Spec {
     name: "rate_limited_total",
     help: "Requests refused by a rate limit",
@@ -173,6 +179,9 @@ pub struct Metrics {
     /// Time to sign one token, by key backend (`software`, `pkcs11`) and
     /// algorithm: what an HSM adds to issuing.
     pub signing_seconds: HistogramVec,
+    /// Key fetches from trusted issuers: `ok`, `error`, or `stale` (failed,
+    /// the last good set still served).
+    pub federation_jwks_fetches: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -227,6 +236,7 @@ impl Metrics {
             change_listener_reconnects: counter(&r, &CHANGE_LISTENER_RECONNECTS),
             change_listener_connected: gauge(&r, &CHANGE_LISTENER_CONNECTED),
             rate_bucket_writes: counter(&r, &RATE_BUCKET_WRITES),
+            federation_jwks_fetches: counter_vec(&r, &FEDERATION_JWKS_FETCHES),
             audit_dropped: counter_vec(&r, &AUDIT_DROPPED),
             audit_queue_depth: gauge(&r, &AUDIT_QUEUE_DEPTH),
             registry: r,

@@ -18,6 +18,7 @@ use crate::crypto::signer::pkcs11::{Pin, Token, TokenConfig};
 use crate::crypto::signing_pool::SigningPool;
 use crate::crypto::tls;
 use crate::crypto::KeyBackend;
+use crate::federation::Federation;
 use crate::fleet_limits::FleetLimits;
 use crate::http::openapi::SpecJson;
 use crate::http::{self, request_id};
@@ -83,9 +84,16 @@ pub async fn prepare_state(settings: Settings, clock: Clock) -> anyhow::Result<A
         &clock,
     );
     let cache_ttl = std::time::Duration::from_secs(settings.keys.refresh_interval_secs);
+    let federation = Federation::new(
+        settings.federation.clone(),
+        clock.clone(),
+        metrics.clone(),
+        cache_ttl,
+    );
     Ok(AppState {
         store,
         keyring,
+        federation,
         limits: RateLimits::new(&settings.tokens, clock.clone()),
         fleet_limits: FleetLimits::new(metrics.rate_bucket_writes.clone()),
         settings: Arc::new(settings),

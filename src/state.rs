@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::crypto::signing_pool::SigningPool;
 use crate::domain::policy::Policy;
+use crate::federation::Federation;
 use crate::fleet_limits::FleetLimits;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
@@ -33,4 +34,6 @@ pub struct AppState {
     pub signing: SigningPool,
     /// Revoked jtis of unexpired tokens, kept current like the key ring.
     pub revoked: Arc<RevokedTokens>,
+    /// Trusted issuers, bindings and issuers' keys, cached per replica.
+    pub federation: Federation,
 }

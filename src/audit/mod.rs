@@ -36,7 +36,7 @@ fn announced_change(event: &AuditEvent) -> Option<String> {
     let kind = event.action.split('.').next()?;
     if !matches!(
         kind,
-        "caller" | "secret" | "group" | "key" | "settings" | "client_key"
+        "caller" | "secret" | "group" | "key" | "settings" | "client_key" | "issuer"
     ) {
         return None;
     }

@@ -1,4 +1,4 @@
-//! `asapd callers|groups|keys|secrets|audit|settings <verb>`: each verb is
+//! `asapd callers|groups|issuers|keys|secrets|audit|settings <verb>`: each verb is
 //! one admin API call (or a loop of them for `audit tail`), so the CLI can
 //! do nothing the API would not let the same admin do.
 
@@ -26,6 +26,14 @@ pub enum AdminResource {
     },
     /// Groups (audiences and grants): list, get, create, update, delete.
     Groups {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        verb: CrudVerb,
+    },
+    /// Trusted issuers of workload identity tokens (Kubernetes, GitHub
+    /// Actions, OIDC, another asapd): list, show, create, update, delete.
+    Issuers {
         #[command(flatten)]
         common: Common,
         #[command(subcommand)]
@@ -101,6 +109,7 @@ pub enum CrudVerb {
     /// All of them.
     List,
     /// One, by name.
+    #[command(alias = "show")]
     Get { name: String },
     /// Create one (a caller's first secret is printed once).
     Create {
@@ -293,12 +302,18 @@ pub async fn run(resource: AdminResource) -> anyhow::Result<()> {
             super::tail::run(&client, &tail).await?
         }
         Call::Export(query) => export(&client, &query).await?,
+        Call::Replace(path, changes) => {
+            let answer = replace(&client, &path, changes).await?;
+            print(&answer, common.json);
+        }
     }
     Ok(())
 }
 
 enum Call {
     Once(Method, String, Option<Value>),
+    /// GET the resource, overlay the fields given, PUT the whole of it.
+    Replace(String, Value),
     Tail(Tail),
     Export(String),
 }
@@ -308,6 +323,7 @@ fn plan(resource: AdminResource) -> anyhow::Result<(Common, Call)> {
     Ok(match resource {
         AdminResource::Callers { common, verb } => (common, callers(verb)?),
         AdminResource::Groups { common, verb } => (common, crud("/groups", verb)?),
+        AdminResource::Issuers { common, verb } => (common, issuers(verb)?),
         AdminResource::Keys { common, verb } => (common, keys(verb)?),
         AdminResource::Secrets { common, verb } => (common, secrets(verb)),
         AdminResource::Audit { common, verb } => (common, audit(verb)),
@@ -428,6 +444,34 @@ fn settings(verb: SettingsVerb) -> anyhow::Result<Call> {
             Call::Once(Method::PUT, name.path().into(), Some(body.build()?))
         }
     })
+}
+
+/// Issuers are replaced whole (PUT): `update` changes only the fields
+/// given, the others as they are on the server.
+fn issuers(verb: CrudVerb) -> anyhow::Result<Call> {
+    match verb {
+        CrudVerb::Update { name, body } => Ok(Call::Replace(
+            format!("/issuers/{}", segment(&name)),
+            body.build()?,
+        )),
+        other => crud("/issuers", other),
+    }
+}
+
+async fn replace(client: &AdminClient, path: &str, changes: Value) -> anyhow::Result<Value> {
+    let mut current = client.call(Method::GET, path, None).await?;
+    let map = current
+        .as_object_mut()
+        .context("the server's answer is not a JSON object")?;
+    // What the server keeps itself; the PUT body has only settings.
+    for own in ["name", "created_at", "updated_at"] {
+        map.remove(own);
+    }
+    map.retain(|_, v| !v.is_null());
+    if let Value::Object(changes) = changes {
+        map.extend(changes);
+    }
+    client.call(Method::PUT, path, Some(&current)).await
 }
 
 /// The request of a verb on `base` (`/callers`, `/groups`).

@@ -5,6 +5,7 @@
 //! to fix it.
 
 pub mod audit;
+pub mod federation;
 pub mod http;
 pub mod keys;
 pub mod master_key;
@@ -19,6 +20,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use self::audit::{AuditSettings, CommitPacing};
+pub use self::federation::FederationSettings;
 pub use self::http::HttpSettings;
 pub use self::keys::{KeyBackendSetting, KeySettings};
 pub use self::master_key::Redacted;
@@ -60,6 +62,7 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub audit: AuditSettings,
     pub pkcs11: Pkcs11Settings,
+    pub federation: FederationSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +92,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             audit: AuditSettings::default(),
             pkcs11: Pkcs11Settings::default(),
+            federation: FederationSettings::default(),
         }
     }
 }
@@ -161,6 +165,15 @@ pub const KNOWN_ENV: &[&str] = &[
     "AUDIT__PRUNE_INTERVAL_SECS",
     "AUDIT__COMMIT_INTERVAL_MS",
     "AUDIT__COMMIT_BATCH",
+    "FEDERATION__JWKS_CACHE_DEFAULT_SECS",
+    "FEDERATION__JWKS_CACHE_MIN_SECS",
+    "FEDERATION__JWKS_CACHE_MAX_SECS",
+    "FEDERATION__JWKS_REFETCH_INTERVAL_SECS",
+    "FEDERATION__JWKS_STALE_SECS",
+    "FEDERATION__FETCH_TIMEOUT_SECS",
+    "FEDERATION__MAX_DOCUMENT_BYTES",
+    "FEDERATION__LEEWAY_SECS",
+    "FEDERATION__DEFAULT_MAX_TOKEN_AGE_SECS",
     // Read by the test suite only.
     "TEST_POSTGRES_URL",
     // Read by `asapd token`.
@@ -218,6 +231,7 @@ impl Settings {
         if self.keys.backend == KeyBackendSetting::Pkcs11 {
             self.pkcs11.validate().map_err(ConfigError)?;
         }
+        self.federation.validate().map_err(ConfigError)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError(
                 "tls_cert and tls_key go together: set both (--tls-cert/--tls-key or \

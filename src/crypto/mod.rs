@@ -2,6 +2,7 @@
 //! secrets and the dev TLS certificate. Private keys exist in the clear only
 //! inside this module's types, which never print them.
 
+pub mod ca_pem;
 pub mod jws;
 pub mod keypair;
 pub mod master_key;

@@ -105,6 +105,10 @@ pub mod action {
     /// `asapd rekey`: everything sealed re-encrypted under the current
     /// master key.
     pub const MASTER_KEY_ROTATED: &str = "master_key.rotated";
+    /// A trusted issuer of workload identity tokens.
+    pub const ISSUER_CREATED: &str = "issuer.created";
+    pub const ISSUER_UPDATED: &str = "issuer.updated";
+    pub const ISSUER_DELETED: &str = "issuer.deleted";
 
     pub const ALL: &[&str] = &[
         TOKEN_ISSUED,
@@ -133,6 +137,9 @@ pub mod action {
         SETTINGS_CHANGED,
         AUDIT_PRUNED,
         MASTER_KEY_ROTATED,
+        ISSUER_CREATED,
+        ISSUER_UPDATED,
+        ISSUER_DELETED,
     ];
 }
 

@@ -7,6 +7,7 @@ pub mod audit_event;
 pub mod caller;
 pub mod claims;
 pub mod denial;
+pub mod federation;
 pub mod grants;
 pub mod group;
 pub mod key;

@@ -99,6 +99,11 @@ name_type!(
     KeyName,
     "key name"
 );
+name_type!(
+    /// A trusted issuer's name: what bindings and the audit call it.
+    IssuerName,
+    "issuer name"
+);
 
 impl GroupName {
     pub const ADMIN: &'static str = "admin";

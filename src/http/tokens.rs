@@ -18,7 +18,9 @@ use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::error::{ApiError, ApiResult, Problem};
 use crate::http::json::read_json;
-use crate::service::caller_auth::{ClientCredentials, Credentials, Endpoint, IssueError};
+use crate::service::caller_auth::{
+    ClientCredentials, Credentials, Endpoint, IssueError, PresentedAs, PresentedJwt,
+};
 use crate::service::tokens::{self, TokenRequest};
 use crate::state::AppState;
 
@@ -173,9 +175,30 @@ pub struct TokenResponse {
     pub qsh: Option<String>,
 }
 
+/// `Authorization: Bearer <JWT>` (a workload identity token of a trusted
+/// issuer, or whatever else the JWT dispatcher accepts), else HTTP Basic.
+fn credentials(req: &HttpRequest) -> ApiResult<Option<Credentials>> {
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if let Some((_, token)) = bearer {
+        return Ok(Some(Credentials::Jwt(PresentedJwt {
+            token: token.trim().to_owned(),
+            presented_as: PresentedAs::Bearer,
+        })));
+    }
+    Ok(basic_credentials(req)?
+        .map(|(name, secret)| Credentials::Secret(ClientCredentials { name, secret })))
+}
+
 /// Issues an ASAP token to a caller.
 ///
-/// The caller authenticates with HTTP Basic (`client_id:client_secret`).
+/// The caller authenticates with HTTP Basic (`client_id:client_secret`), or
+/// with `Authorization: Bearer <JWT>`: a workload identity token (Kubernetes,
+/// GitHub Actions, another asapd) of a trusted issuer, bound to the caller.
 /// The decision follows these rules, in order:
 /// credentials (failed attempts limited per source IP), client IP, enabled
 /// flag and the caller's own CIDRs, the caller's rate limit, audience
@@ -184,7 +207,7 @@ pub struct TokenResponse {
 /// committed. A `lifetime` above what the grants allow is refused with 400
 /// (`lifetime_exceeded`), not shortened. Refusals name the rule they
 /// broke, e.g. `(rule: audience_not_granted)`.
-#[utoipa::path(tag = "tokens", security(("basic" = [])), request_body = TokenRequestBody, responses(
+#[utoipa::path(tag = "tokens", security(("basic" = []), ("bearer" = [])), request_body = TokenRequestBody, responses(
     (status = 200, body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
     (status = 400, description = "Malformed request, reserved or oversized claims, lifetime above the grant, a request.method or request.url asapd cannot hash", body = Problem, content_type = "application/problem+json"),
     (status = 401, description = "Missing or wrong credentials", body = Problem, content_type = "application/problem+json",
@@ -194,7 +217,7 @@ pub struct TokenResponse {
     (status = 415, body = Problem, content_type = "application/problem+json"),
     (status = 429, description = "Rate limited; see Retry-After", body = Problem, content_type = "application/problem+json",
         headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
-    (status = 503, description = "The audit log or the caller's key is unavailable; no token was issued", body = Problem, content_type = "application/problem+json"),
+    (status = 503, description = "The audit log, the caller's key or a trusted issuer's keys are unavailable; no token was issued", body = Problem, content_type = "application/problem+json"),
 ))]
 #[post("/v1/tokens")]
 pub async fn issue_token(
@@ -203,8 +226,7 @@ pub async fn issue_token(
     state: web::Data<AppState>,
     meta: RequestMeta,
 ) -> ApiResult<HttpResponse> {
-    let credentials = basic_credentials(&req)?
-        .map(|(name, secret)| Credentials::Secret(ClientCredentials { name, secret }));
+    let credentials = credentials(&req)?;
     let body = read_json::<TokenRequestBody>(&req, payload.into_inner());
     let request = async move {
         body.await

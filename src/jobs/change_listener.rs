@@ -84,6 +84,8 @@ pub async fn apply(state: &AppState, changes: &[String]) {
         // caller's signer.
         what.keys |= matches!(kind, "key" | "caller");
         what.callers |= matches!(kind, "caller" | "secret" | "group");
+        // Bindings live on callers; issuers are their own kind.
+        what.federation |= matches!(kind, "caller" | "issuer");
         if kind == "token" {
             match revoked::parse_notification(name) {
                 // Heard late, after its token expired and was pruned:
@@ -104,6 +106,7 @@ struct Refresh {
     keys: bool,
     callers: bool,
     revoked: bool,
+    federation: bool,
 }
 
 impl Refresh {
@@ -111,12 +114,16 @@ impl Refresh {
         keys: true,
         callers: true,
         revoked: true,
+        federation: true,
     };
 }
 
 async fn refresh(state: &AppState, what: Refresh) {
     if what.callers {
         state.callers.invalidate();
+    }
+    if what.federation {
+        state.federation.invalidate();
     }
     if what.revoked {
         if let Err(e) = state.revoked.reload(&state.store, state.clock.now()).await {

@@ -116,6 +116,7 @@ pub async fn create_first_admin(
         rate_limit: None,
         rotation_period: None,
         enabled: true,
+        federated: Vec::new(),
     };
     let created = callers::create(state, &crate::audit::Origin::system(), spec)
         .await

@@ -7,6 +7,7 @@ use crate::crypto::secret;
 use crate::crypto::signer::MadeKey;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
+use crate::domain::federation::{check_bindings, FederatedBinding};
 use crate::domain::group::Cidr;
 use crate::domain::kid::Kid;
 use crate::domain::names::{CallerName, GroupName};
@@ -15,6 +16,7 @@ use crate::service::keys::{self, make_key, new_key_name, store_key};
 use crate::service::strings;
 use crate::state::AppState;
 use crate::store::callers::{self, CallerRow};
+use crate::store::federation::{self as federation_store, BindingRow};
 use crate::store::keys::KeyRow;
 use crate::store::{groups, keys as key_store, secrets, Conn, StoreError};
 
@@ -27,6 +29,8 @@ pub struct CallerSpec {
     pub rate_limit: Option<RateLimit>,
     pub rotation_period: Option<RotationPeriod>,
     pub enabled: bool,
+    /// Federated identities that authenticate as this caller.
+    pub federated: Vec<FederatedBinding>,
 }
 
 /// Fields an update may change; `None` keeps the current value.
@@ -39,6 +43,8 @@ pub struct CallerChanges {
     pub rate_limit: Option<Option<RateLimit>>,
     pub rotation_period: Option<RotationPeriod>,
     pub enabled: Option<bool>,
+    /// Replaces the caller's federated bindings.
+    pub federated: Option<Vec<FederatedBinding>>,
 }
 
 /// A caller just created: the only time its secret is visible.
@@ -76,7 +82,7 @@ async fn check_groups_exist(conn: &mut Conn, names: &[GroupName]) -> ServiceResu
 async fn insert(
     state: &AppState,
     origin: &Origin,
-    row: &CallerRow,
+    (row, federated): (&CallerRow, &[FederatedBinding]),
     new_secret: &secret::NewSecret,
     kid: &Kid,
     made: &MadeKey,
@@ -90,8 +96,12 @@ async fn insert(
         other => other?,
     }
     secrets::insert(&mut tx, &new_secret.id, &row.name, &new_secret.hash, now).await?;
+    let bindings = binding_rows(&row.name, federated);
+    federation_store::set_bindings(&mut tx, &row.name, &bindings).await?;
+    let mut detail = caller_detail(row);
+    detail["federated"] = json!(federated);
     let event = caller_event(state, origin, action::CALLER_CREATED, row)
-        .detail(json!({"caller": caller_detail(row), "secret_id": new_secret.id}));
+        .detail(json!({"caller": detail, "secret_id": new_secret.id}));
     audit::record_in(&mut tx, event).await?;
     let how = action::KEY_CREATED;
     let key = store_key(&mut tx, state, origin, how, kid, made, true, now).await?;
@@ -111,6 +121,7 @@ pub async fn create(
     {
         let mut conn = state.store.acquire().await?;
         check_groups_exist(&mut conn, &spec.groups).await?;
+        check_bindings_valid(&mut conn, &spec.federated).await?;
         if callers::get(&mut conn, spec.name.as_str()).await?.is_some() {
             return Err(already_exists(&spec.name));
         }
@@ -135,7 +146,7 @@ pub async fn create(
         updated_at: now,
         groups: strings(&spec.groups),
     };
-    let inserted = insert(state, origin, &row, &new_secret, &kid, &made, now).await;
+    let inserted = insert(state, origin, (&row, &spec.federated), &new_secret, &kid, &made, now).await;
     let key = match inserted {
         Ok(key) => key,
         Err(e) => {
@@ -145,6 +156,7 @@ pub async fn create(
         }
     };
     state.callers.invalidate();
+    state.federation.invalidate();
     // Committed: the one-time secret must reach the admin even if the
     // reload fails now (a key sealed in between under a master key this
     // replica lacks); the change listener reloads again.
@@ -181,7 +193,7 @@ pub async fn update(
     let mut row = callers::get(&mut tx, name)
         .await?
         .ok_or_else(|| not_found(name))?;
-    let before = caller_detail(&row);
+    let mut before = caller_detail(&row);
     let was_enabled = row.enabled;
     if let Some(groups) = &changes.groups {
         check_groups_exist(&mut tx, groups).await?;
@@ -208,16 +220,25 @@ pub async fn update(
     }
     row.updated_at = state.clock.now();
     callers::update(&mut tx, &row).await?;
+    let mut after = caller_detail(&row);
+    if let Some(federated) = &changes.federated {
+        check_bindings_valid(&mut tx, federated).await?;
+        let old = federation_store::bindings_of(&mut tx, name).await?;
+        before["federated"] = json!(old.iter().map(binding_detail).collect::<Vec<_>>());
+        after["federated"] = json!(federated);
+        federation_store::set_bindings(&mut tx, name, &binding_rows(name, federated)).await?;
+    }
     let how = if was_enabled && !row.enabled {
         action::CALLER_DISABLED
     } else {
         action::CALLER_UPDATED
     };
-    let event = caller_event(state, origin, how, &row)
-        .detail(json!({"before": before, "after": caller_detail(&row)}));
+    let event =
+        caller_event(state, origin, how, &row).detail(json!({"before": before, "after": after}));
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();
+    state.federation.invalidate();
     Ok(row)
 }
 
@@ -240,6 +261,8 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ServiceRes
         .map(|s| s.id)
         .collect();
     callers::delete(&mut tx, name).await?;
+    // Its bindings go with it (ON DELETE CASCADE); the federation snapshot
+    // is reloaded below.
     let event = caller_event(state, origin, action::CALLER_DELETED, &row).detail(json!({
         "caller": caller_detail(&row),
         "deleted_keys": deleted_keys,
@@ -248,6 +271,7 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ServiceRes
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();
+    state.federation.invalidate();
     keys::refresh(state).await
 }
 
@@ -287,6 +311,55 @@ fn caller_detail(row: &CallerRow) -> serde_json::Value {
         "rotation_period_secs": row.rotation_period_secs,
         "enabled": row.enabled,
     })
+}
+
+/// A caller's federated bindings, as the admin API shows them.
+pub async fn bindings(state: &AppState, name: &str) -> ServiceResult<Vec<FederatedBinding>> {
+    let mut conn = state.store.acquire().await?;
+    let rows = federation_store::bindings_of(&mut conn, name).await?;
+    Ok(rows.into_iter().filter_map(binding_of_row).collect())
+}
+
+fn binding_of_row(row: BindingRow) -> Option<FederatedBinding> {
+    Some(FederatedBinding {
+        issuer: crate::domain::names::IssuerName::parse(row.issuer).ok()?,
+        subject: row.subject,
+        claims: row.claims,
+    })
+}
+
+fn binding_detail(row: &BindingRow) -> serde_json::Value {
+    json!({"issuer": row.issuer, "subject": row.subject, "claims": row.claims})
+}
+
+fn binding_rows(caller: &str, bindings: &[FederatedBinding]) -> Vec<BindingRow> {
+    bindings
+        .iter()
+        .map(|b| BindingRow {
+            caller: caller.to_owned(),
+            issuer: b.issuer.to_string(),
+            subject: b.subject.clone(),
+            claims: b.claims.clone(),
+        })
+        .collect()
+}
+
+/// Bindings listed once each, each naming a trusted issuer.
+async fn check_bindings_valid(conn: &mut Conn, bindings: &[FederatedBinding]) -> ServiceResult<()> {
+    check_bindings(bindings).map_err(|(index, m)| {
+        let field = index.map_or_else(|| "federated".to_owned(), |i| format!("federated[{i}]"));
+        ServiceError::bad_field(field, m)
+    })?;
+    let names: Vec<&str> = bindings.iter().map(|b| b.issuer.as_str()).collect();
+    let missing = federation_store::missing_issuers(conn, &names).await?;
+    if let Some(first) = missing.first() {
+        let index = names.iter().position(|n| n == first).unwrap_or(0);
+        return Err(ServiceError::bad_field(
+            format!("federated[{index}].issuer"),
+            format!("no trusted issuer named {first}; create it first with POST /v1/admin/issuers"),
+        ));
+    }
+    Ok(())
 }
 
 fn already_exists(name: &CallerName) -> ServiceError {

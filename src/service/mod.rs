@@ -11,6 +11,7 @@ pub mod client_keys;
 pub mod error;
 pub mod groups;
 pub mod introspection;
+pub mod issuers;
 pub mod keys;
 pub mod rekey;
 pub mod revocation;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod callers;
 pub mod changes;
 pub mod client_keys;
+pub mod federation;
 pub mod groups;
 pub mod keys;
 pub mod meta;

@@ -268,3 +268,57 @@ async fn audit_tail_follows_new_events() {
         "{event}"
     );
 }
+
+#[tokio::test]
+async fn admin_cli_manages_trusted_issuers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database_url(dir.path()).await;
+    let key = MasterKey::generate_base64();
+    let secret = init_admin(dir.path(), &db, &key);
+    let server = Server::start(dir.path(), &db, &key).await;
+    let s = &server;
+    let created = json(
+        s,
+        &secret,
+        &[
+            "issuers",
+            "create",
+            "k8s",
+            "--set",
+            "issuer=https://kubernetes.default.svc",
+            "--set",
+            r#"audiences=["asapd"]"#,
+        ],
+    );
+    assert_eq!(created["max_token_age_secs"], 3600);
+    // `update` changes only what it names; the rest stays as it was.
+    let updated = json(
+        s,
+        &secret,
+        &[
+            "issuers",
+            "update",
+            "k8s",
+            "--set",
+            "max_token_age_secs=600",
+        ],
+    );
+    assert_eq!(updated["max_token_age_secs"], 600);
+    assert_eq!(updated["audiences"], serde_json::json!(["asapd"]));
+    let shown = json(s, &secret, &["issuers", "show", "k8s"]);
+    assert_eq!(shown["issuer"], "https://kubernetes.default.svc");
+    let listed = json(s, &secret, &["issuers", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let bad = output_within(cli(
+        s,
+        &secret,
+        &["issuers", "create", "gh", "--set", "issuer=https://x"],
+    ));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("audiences"));
+    json(s, &secret, &["issuers", "delete", "k8s"]);
+    assert_eq!(
+        json(s, &secret, &["issuers", "list"]),
+        serde_json::json!([])
+    );
+}

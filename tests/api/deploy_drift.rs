@@ -390,6 +390,25 @@ async fn alert_rules_and_dashboard_use_series_asapd_exports() {
         .token_request(&impostor, json!({"audience": "svc-b"}))
         .await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A trusted issuer's keys fetched once (its token binds no caller).
+    let issuer = crate::oidc_issuer::OidcIssuer::start().await;
+    let trusted = app
+        .admin_json(
+            reqwest::Method::POST,
+            "/v1/admin/issuers",
+            json!({"name": "k8s", "issuer": issuer.url, "ca_pem": issuer.ca_pem, "audiences": ["asapd"]}),
+        )
+        .await;
+    assert_eq!(trusted.status(), StatusCode::CREATED);
+    let token = issuer.sign(&issuer.kubernetes_claims("ns", "sa", "asapd"));
+    let unbound = app
+        .request(reqwest::Method::POST, "/v1/tokens")
+        .bearer_auth(token)
+        .json(&json!({"audience": "svc-b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unbound.status(), StatusCode::UNAUTHORIZED);
 
     let text = crate::metrics::scrape(&app).await;
     let exported: BTreeSet<&str> = text

@@ -18,6 +18,7 @@ mod helpers;
 
 mod audit;
 mod body;
+mod federation;
 mod http_bodies;
 mod http_paths;
 mod keys;

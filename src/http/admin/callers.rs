@@ -8,6 +8,7 @@ use super::{caller_in_path, nullable};
 use crate::clock::rfc3339;
 use crate::domain::algorithm::Algorithm;
 use crate::domain::caller::{RateLimit, RotationPeriod};
+use crate::domain::federation::FederatedBinding;
 use crate::domain::group::Cidr;
 use crate::domain::names::{CallerName, GroupName};
 use crate::http::auth::AdminCaller;
@@ -36,6 +37,10 @@ pub struct CreateCaller {
     pub rotation_period_secs: Option<RotationPeriod>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Workload identities (tokens of trusted issuers) that authenticate
+    /// as this caller instead of a secret.
+    #[serde(default)]
+    pub federated: Vec<FederatedBinding>,
 }
 
 fn yes() -> bool {
@@ -55,6 +60,8 @@ pub struct UpdateCaller {
     pub rate_limit: Option<Option<RateLimit>>,
     pub rotation_period_secs: Option<RotationPeriod>,
     pub enabled: Option<bool>,
+    /// Replaces the caller's federated bindings (`[]` removes them all).
+    pub federated: Option<Vec<FederatedBinding>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -69,6 +76,8 @@ pub struct CallerView {
     pub enabled: bool,
     /// The kid that signs this caller's tokens now.
     pub active_kid: Option<String>,
+    /// Federated identities bound to this caller.
+    pub federated: Vec<FederatedBinding>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -83,7 +92,7 @@ pub struct CreatedCaller {
     pub kid: String,
 }
 
-fn view(state: &AppState, row: CallerRow) -> CallerView {
+fn view(state: &AppState, row: CallerRow, federated: Vec<FederatedBinding>) -> CallerView {
     let active_kid = state
         .keyring
         .snapshot()
@@ -103,6 +112,7 @@ fn view(state: &AppState, row: CallerRow) -> CallerView {
         rotation_period_secs: row.rotation_period_secs,
         enabled: row.enabled,
         active_kid,
+        federated,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
     }
@@ -137,10 +147,11 @@ pub async fn create_caller(
             rate_limit: b.rate_limit,
             rotation_period: b.rotation_period_secs,
             enabled: b.enabled,
+            federated: b.federated.clone(),
         },
     )
     .await?;
-    let caller = view(&state, created.caller);
+    let caller = view(&state, created.caller, b.federated);
     Ok(HttpResponse::Created().json(CreatedCaller {
         caller,
         client_secret: created.client_secret,
@@ -160,7 +171,11 @@ pub async fn list_callers(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let rows = callers::list(&state).await?;
-    let views: Vec<_> = rows.into_iter().map(|r| view(&state, r)).collect();
+    let mut views = Vec::with_capacity(rows.len());
+    for row in rows {
+        let federated = callers::bindings(&state, &row.name).await?;
+        views.push(view(&state, row, federated));
+    }
     Ok(HttpResponse::Ok().json(views))
 }
 
@@ -177,7 +192,8 @@ pub async fn get_caller(
 ) -> ApiResult<HttpResponse> {
     let name = caller_in_path(&name)?;
     let row = callers::get(&state, name.as_str()).await?;
-    Ok(HttpResponse::Ok().json(view(&state, row)))
+    let federated = callers::bindings(&state, name.as_str()).await?;
+    Ok(HttpResponse::Ok().json(view(&state, row, federated)))
 }
 
 /// Changes groups, IP allow-list, rate limit, algorithm, rotation period or
@@ -210,10 +226,12 @@ pub async fn update_caller(
             rate_limit: b.rate_limit,
             rotation_period: b.rotation_period_secs,
             enabled: b.enabled,
+            federated: b.federated,
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(view(&state, row)))
+    let federated = callers::bindings(&state, name.as_str()).await?;
+    Ok(HttpResponse::Ok().json(view(&state, row, federated)))
 }
 
 /// Deletes a caller with its secrets and keys (unpublished at once).

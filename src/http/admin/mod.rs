@@ -4,6 +4,7 @@ pub mod audit;
 pub mod callers;
 pub mod client_keys;
 pub mod groups;
+pub mod issuers;
 pub mod keys;
 pub mod secrets;
 pub mod tokens;

@@ -14,7 +14,7 @@ use crate::service::caller_auth::IssueError;
 /// RFC 6749 §5.2 (plus RFC 8707 `invalid_target`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuth2Error {
-    /// `invalid_request`, `invalid_client`, `unauthorized_client`,
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`, `invalid_target`,
     /// `temporarily_unavailable` (429, 503) or `server_error`.
     pub error: &'static str,
@@ -41,6 +41,13 @@ impl OAuth2Error {
 
     pub(super) fn invalid_request(description: impl AsRef<str>) -> Self {
         Self::new("invalid_request", StatusCode::BAD_REQUEST, description)
+    }
+
+    /// A refused subject token of a token exchange: the grant is invalid
+    /// (RFC 6749 §5.2 `invalid_grant`), not the client; no Basic challenge.
+    pub(super) fn refuse_grant(&mut self) {
+        self.error = "invalid_grant";
+        self.status = StatusCode::BAD_REQUEST;
     }
 
     pub(super) fn response(&self) -> HttpResponse {

@@ -23,7 +23,15 @@ pub(super) struct Form {
     pub(super) token: Option<String>,
     /// Only a hint: asapd has one kind of token and ignores it.
     token_type_hint: Option<String>,
+    /// Token exchange (RFC 8693 §2.1).
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
 }
+
+/// RFC 8693's grant type, and the one token type asapd takes and issues.
+pub(super) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(super) const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 impl Form {
     pub(super) fn parse(body: &[u8]) -> Result<Self, OAuth2Error> {
@@ -38,6 +46,9 @@ impl Form {
                 "scope" => &mut form.scope,
                 "token" => &mut form.token,
                 "token_type_hint" => &mut form.token_type_hint,
+                "subject_token" => &mut form.subject_token,
+                "subject_token_type" => &mut form.subject_token_type,
+                "requested_token_type" => &mut form.requested_token_type,
                 "audience" => {
                     form.audience.push(value.into_owned());
                     continue;
@@ -68,6 +79,47 @@ impl Form {
         }
     }
 
+    /// Whether this is a token exchange (RFC 8693): the subject token is
+    /// then the credential.
+    pub(super) fn is_token_exchange(&self) -> bool {
+        self.grant_type.as_deref() == Some(TOKEN_EXCHANGE)
+    }
+
+    /// The `subject_token` of a token exchange, of type
+    /// `urn:ietf:params:oauth:token-type:jwt` (RFC 8693 §2.1), asking for a
+    /// JWT if it asks at all.
+    pub(super) fn take_subject_token(&mut self) -> Result<String, OAuth2Error> {
+        match self.subject_token_type.as_deref() {
+            Some(JWT_TOKEN_TYPE) => {}
+            None | Some("") => {
+                return Err(OAuth2Error::invalid_request(format!(
+                    "subject_token_type is required: {JWT_TOKEN_TYPE}"
+                )))
+            }
+            Some(other) => {
+                return Err(OAuth2Error::invalid_request(format!(
+                    "subject_token_type {} is not supported; use {JWT_TOKEN_TYPE}",
+                    crate::audit::event::truncate(other, 60)
+                )))
+            }
+        }
+        if self
+            .requested_token_type
+            .as_deref()
+            .is_some_and(|t| t != JWT_TOKEN_TYPE)
+        {
+            return Err(OAuth2Error::invalid_request(format!(
+                "requested_token_type: asapd issues {JWT_TOKEN_TYPE} only"
+            )));
+        }
+        match self.subject_token.take() {
+            Some(token) if !token.is_empty() => Ok(token),
+            _ => Err(OAuth2Error::invalid_request(
+                "subject_token is required: the workload's JWT",
+            )),
+        }
+    }
+
     /// The grant, scope and audience checks, run after authentication.
     pub(super) fn into_request(self) -> Result<TokenRequest, Denial> {
         match self.grant_type.as_deref() {
@@ -78,15 +130,15 @@ impl Form {
                     "grant_type is required: client_credentials",
                 ))
             }
-            Some("client_credentials") => {}
+            Some("client_credentials") | Some(TOKEN_EXCHANGE) => {}
             Some(other) => {
                 return Err(Denial::on_field(
                     Rule::UnsupportedGrantType,
                     "grant_type",
                     format!(
-                        "grant_type {} is not supported; use client_credentials",
-                        crate::audit::event::truncate(other, 40)
-                    ),
+                    "grant_type {} is not supported; use client_credentials or {TOKEN_EXCHANGE}",
+                    crate::audit::event::truncate(other, 40)
+                ),
                 ))
             }
         }

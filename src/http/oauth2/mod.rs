@@ -17,20 +17,23 @@ use utoipa::ToSchema;
 
 pub use self::error::OAuth2Error;
 use self::error::{no_store, pragma};
-use self::form::{form_decode, Form};
+use self::form::{form_decode, Form, JWT_TOKEN_TYPE};
 pub use self::introspect::{oauth2_introspect, IntrospectionResponse};
 pub use self::revoke::oauth2_revoke;
 use crate::audit::Origin;
+use crate::domain::denial::Rule;
 use crate::http::auth::basic_credentials;
 use crate::http::context::RequestMeta;
 use crate::http::json::read_body;
 use crate::service::caller_auth::Principal;
-use crate::service::caller_auth::{self, ClientCredentials, Credentials, Endpoint, IssueError};
+use crate::service::caller_auth::{
+    self, ClientCredentials, Credentials, Endpoint, IssueError, PresentedAs, PresentedJwt,
+};
 use crate::service::tokens;
 use crate::state::AppState;
 
 /// The form fields asapd reads; others are ignored (RFC 6749 §3.2).
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[allow(dead_code)] // documents the form for the OpenAPI document only
 pub struct ClientCredentialsForm {
     /// Must be `client_credentials`.
@@ -59,6 +62,37 @@ pub struct ClientCredentialsForm {
     scope: Option<String>,
 }
 
+/// A token exchange (RFC 8693 §2.1): a workload identity token from a
+/// trusted issuer, bound to a caller, in place of client credentials.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub struct TokenExchangeForm {
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[schema(pattern = "^urn:ietf:params:oauth:grant-type:token-exchange$")]
+    grant_type: String,
+    /// The workload's JWT: a Kubernetes service-account token, a GitHub
+    /// Actions OIDC token, another asapd's ASAP token.
+    subject_token: String,
+    /// `urn:ietf:params:oauth:token-type:jwt`.
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:jwt$")]
+    subject_token_type: String,
+    /// If given, `urn:ietf:params:oauth:token-type:jwt`.
+    requested_token_type: Option<String>,
+    /// The token's audience (repeatable). Or use `resource`.
+    audience: Option<String>,
+    /// RFC 8707 resource indicator, repeatable.
+    resource: Option<Vec<String>>,
+}
+
+/// Either grant's form.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the form for the OpenAPI document only
+pub enum TokenRequestForm {
+    ClientCredentials(ClientCredentialsForm),
+    TokenExchange(TokenExchangeForm),
+}
+
 /// RFC 6749 §5.1.
 #[derive(Serialize, ToSchema)]
 pub struct AccessTokenResponse {
@@ -66,6 +100,10 @@ pub struct AccessTokenResponse {
     /// Always `Bearer`.
     pub token_type: &'static str,
     pub expires_in: u32,
+    /// Token exchange only (RFC 8693 §2.2.1):
+    /// `urn:ietf:params:oauth:token-type:jwt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 fn is_form(req: &HttpRequest) -> bool {
@@ -143,11 +181,18 @@ fn client_credentials(
 /// checks in the same order. Errors are RFC 6749 §5.2 JSON, with
 /// `invalid_target` (RFC 8707) for audiences that are missing, malformed or
 /// not granted; `invalid_client` answers 401 with a Basic challenge.
+///
+/// **Token exchange** (RFC 8693): `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`
+/// with `subject_token` (a JWT of a trusted issuer, bound to a caller),
+/// `subject_token_type=urn:ietf:params:oauth:token-type:jwt` and the
+/// audience, without client credentials. The answer adds
+/// `issued_token_type`; a subject token that is refused answers
+/// `invalid_grant`.
 #[utoipa::path(tag = "tokens", security(("basic" = []), ()),
-    request_body(content = ClientCredentialsForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = AccessTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "invalid_request, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
+        (status = 400, description = "invalid_request, invalid_grant, unauthorized_client, unsupported_grant_type, invalid_scope, invalid_target", body = OAuth2Error),
         (status = 401, description = "invalid_client", body = OAuth2Error,
             headers(("WWW-Authenticate" = String, description = "Basic challenge"))),
         (status = 429, description = "temporarily_unavailable; see Retry-After", body = OAuth2Error,
@@ -214,7 +259,21 @@ async fn grant(
     state: &AppState,
     meta: RequestMeta,
 ) -> Result<HttpResponse, OAuth2Error> {
-    let (form, credentials) = read_form(req, payload, state).await?;
+    let (mut form, credentials) = read_form(req, payload, state).await?;
+    let exchange = form.is_token_exchange();
+    let credentials = if exchange {
+        if credentials.is_some() {
+            return Err(OAuth2Error::invalid_request(
+                "a token exchange authenticates with its subject_token: send no client secret",
+            ));
+        }
+        Some(Credentials::Jwt(PresentedJwt {
+            token: form.take_subject_token()?,
+            presented_as: PresentedAs::SubjectToken,
+        }))
+    } else {
+        credentials
+    };
     let request = async move { form.into_request().map_err(IssueError::denied) };
     let issued = tokens::issue(
         state,
@@ -223,7 +282,16 @@ async fn grant(
         credentials,
         request,
     )
-    .await?;
+    .await
+    .map_err(|e| match e.rule() {
+        // RFC 8693 §2.2.2: the subject token is the grant, not a client.
+        Some(Rule::InvalidCredentials) if exchange => {
+            let mut out = OAuth2Error::from(e);
+            out.refuse_grant();
+            out
+        }
+        _ => OAuth2Error::from(e),
+    })?;
     Ok(HttpResponse::Ok()
         .insert_header(no_store())
         .insert_header(pragma())
@@ -231,5 +299,6 @@ async fn grant(
             access_token: issued.token,
             token_type: "Bearer",
             expires_in: issued.lifetime,
+            issued_token_type: exchange.then_some(JWT_TOKEN_TYPE),
         }))
 }
