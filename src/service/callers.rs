@@ -146,7 +146,16 @@ pub async fn create(
         updated_at: now,
         groups: strings(&spec.groups),
     };
-    let inserted = insert(state, origin, (&row, &spec.federated), &new_secret, &kid, &made, now).await;
+    let inserted = insert(
+        state,
+        origin,
+        (&row, &spec.federated),
+        &new_secret,
+        &kid,
+        &made,
+        now,
+    )
+    .await;
     let key = match inserted {
         Ok(key) => key,
         Err(e) => {

@@ -264,7 +264,7 @@ async fn grant(
     let credentials = if exchange {
         if credentials.is_some() {
             return Err(OAuth2Error::invalid_request(
-                "a token exchange authenticates with its subject_token: send no client secret",
+                "a token exchange authenticates with its subject_token: send no client secret or client assertion",
             ));
         }
         Some(Credentials::Jwt(PresentedJwt {
