@@ -255,6 +255,60 @@ async fn a_signed_assertion_gets_a_token_and_is_audited_without_the_assertion() 
     issued(res).await;
 }
 
+/// A client assertion is a presented JWT like any other: it is accepted
+/// wherever one is, as Bearer on `/v1/tokens` and as a token exchange's
+/// subject token, each time once.
+#[tokio::test]
+async fn an_assertion_is_accepted_as_bearer_and_as_a_subject_token() {
+    let app = app().await;
+    let (_, signer, id) = key_bound(&app, "svc-a").await;
+    let bearer = signer.sign(&claims("svc-a", "jti-bearer")).unwrap();
+    let res = app
+        .request(Method::POST, "/v1/tokens")
+        .bearer_auth(&bearer)
+        .json(&json!({"audience": "svc-b"}))
+        .send()
+        .await
+        .unwrap();
+    let body = issued(res).await;
+    let (_, token) = app.verify(body["token"].as_str().unwrap(), "svc-b").await;
+    assert_eq!(token["iss"], "svc-a");
+
+    let subject = signer.sign(&claims("svc-a", "jti-exchange")).unwrap();
+    let exchange = |t: String| {
+        app.request(Method::POST, "/oauth2/token").form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", t),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:jwt".to_owned(),
+            ),
+            ("audience", "svc-b".to_owned()),
+        ])
+    };
+    let body = issued(exchange(subject.clone()).send().await.unwrap()).await;
+    assert_eq!(
+        body["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    let events = app.audit("action=token.issued").await;
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        assert_eq!(
+            event["detail"]["auth"]["method"],
+            format!("client_key:{id}")
+        );
+    }
+    // Each is still accepted once, wherever it is presented.
+    let replay = exchange(subject).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+}
+
 #[tokio::test]
 async fn the_configured_audience_and_a_key_without_kid_are_accepted() {
     let app = app().await;

@@ -277,6 +277,43 @@ async fn a_github_actions_token_is_a_bearer_credential_on_v1_tokens() {
     assert_eq!(auth["presented"]["jti"], claims["jti"]);
 }
 
+/// A workload's token is a presented JWT like any other: it also
+/// authenticates as an RFC 7523 client assertion on the client-credentials
+/// grant.
+#[tokio::test]
+async fn a_kubernetes_token_is_accepted_as_a_client_assertion() {
+    let fed = setup().await;
+    let token = fed
+        .issuer
+        .sign(&fed.issuer.kubernetes_claims("payments", "ledger", "asapd"));
+    let res = fed
+        .app
+        .request(Method::POST, "/oauth2/token")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", "svc-b"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("issued_token_type").is_none(), "{body}");
+    let (_, claims) = fed
+        .app
+        .verify(body["access_token"].as_str().unwrap(), "svc-b")
+        .await;
+    assert_eq!(claims["iss"], "ledger");
+    let (auth, _) = last_issued_auth(&fed.app).await;
+    assert_eq!(auth["method"], "federated:k8s");
+}
+
 /// Kubernetes claims for `payments:ledger`, changed by `edit`.
 fn ledger_claims(fed: &Fed, edit: impl FnOnce(&mut Value)) -> Value {
     let mut claims = fed.issuer.kubernetes_claims("payments", "ledger", "asapd");
