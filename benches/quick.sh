@@ -54,13 +54,18 @@ if [[ -n ${QUICK_NICE:-} ]]; then
     done
 fi
 ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-t0=$(ticks)
-out=$(wrk -t2 -c64 -d"${secs}s" --latency -s benches/wrk/checked.lua "$url")
-t1=$(ticks)
-grep -E 'Requests/sec|^ +(50|99)%|WRK_RESULT' <<<"$out"
-n=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <<<"$out")
-awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$secs" -v n="$n" \
-    'BEGIN { printf "server cores: %.2f, server CPU per request: %.1f us\n", t / hz / s, t / hz / n * 1e6 }'
+# measure URL [wrk options]: one load, with the server's CPU per request.
+measure() {
+    local t0 t1 out n
+    t0=$(ticks)
+    out=$(wrk -t2 -c64 -d"${secs}s" "${@:2}" -s benches/wrk/checked.lua "$1")
+    t1=$(ticks)
+    grep -E 'Requests/sec|^ +(50|99)%|WRK_RESULT' <<<"$out"
+    n=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <<<"$out")
+    awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$secs" -v n="$n" \
+        'BEGIN { printf "server cores: %.2f, server CPU per request: %.1f us\n", t / hz / s, t / hz / n * 1e6 }'
+}
+measure "$url" --latency
 curl -sf "$A/metrics" | awk '
     /^asapd_audit_batch_size_sum/ { bs = $2 } /^asapd_audit_batch_size_count/ { bc = $2 }
     /^asapd_audit_write_seconds_sum/ { ws = $2 }
@@ -68,5 +73,5 @@ curl -sf "$A/metrics" | awk '
 if [[ -n ${QUICK_HEALTHZ:-} ]]; then
     echo "GET /healthz, same server:"
     BENCH_METHOD=GET BENCH_BODY= BENCH_AUTH= BENCH_EXPECT='"ok"' BENCH_CONTENT_TYPE= \
-        wrk -t2 -c64 -d"${secs}s" -s benches/wrk/checked.lua "$A/healthz" | grep -E 'Requests/sec'
+        measure "$A/healthz"
 fi
