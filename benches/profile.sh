@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where does asapd's CPU go while serving one endpoint under wrk load?
 #
-#   bash benches/profile.sh keys|healthz|tokens [SECONDS]
+#   bash benches/profile.sh keys|healthz|tokens|introspect [SECONDS]
 #
 # Starts the release binary on a fresh SQLite dir (127.0.0.1, plain HTTP),
 # creates one caller (ES256, or PROFILE_ALG for `tokens`), loads the
@@ -29,7 +29,13 @@ case $what in
         token_caller "${PROFILE_ALG:-ES256}"
         script=(-s benches/wrk/checked.lua)
         url=$A/v1/tokens ;;
-    *) echo "usage: $0 keys|healthz|tokens [SECONDS]" >&2; exit 2 ;;
+    introspect)
+        # svc-b introspecting one ES256 token issued for it, as in make bench.
+        token_caller ES256
+        introspect_caller
+        script=(-s benches/wrk/checked.lua)
+        url=$A/oauth2/introspect ;;
+    *) echo "usage: $0 keys|healthz|tokens|introspect [SECONDS]" >&2; exit 2 ;;
 esac
 
 # Load for longer than we sample: skip the first second (connections ramping up).

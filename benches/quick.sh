@@ -2,7 +2,10 @@
 # A quick A/B of token issuance, between two builds or two settings, without
 # the whole `make bench`:
 #
-#   bash benches/quick.sh ES256|RS256|… [SECONDS]
+#   bash benches/quick.sh ES256|RS256|…|introspect [SECONDS]
+#
+# `introspect` loads POST /oauth2/introspect instead: caller svc-b
+# introspecting one ES256 token issued for it, as make bench does.
 #
 # Starts target/release/asapd on a fresh SQLite dir (127.0.0.1, plain HTTP),
 # creates one caller with the algorithm (rate limit out of the way), warms up
@@ -30,11 +33,18 @@ W=$(mktemp -d /var/tmp/asapd-quick.XXXXXX)
 trap 'serve_stop; rm -rf "$W"' EXIT
 SERVE_POSTGRES=${QUICK_POSTGRES:-}
 serve_start "$W"
-token_caller "$alg"
+url=$A/v1/tokens
+if [[ $alg == introspect ]]; then
+    token_caller ES256
+    introspect_caller
+    url=$A/oauth2/introspect
+else
+    token_caller "$alg"
+fi
 if [[ -n ${QUICK_SQL:-} ]]; then
     sqlite3 -cmd '.timeout 5000' "$W/data/asapd.db" "$QUICK_SQL"
 fi
-wrk -t2 -c64 -d2s -s benches/wrk/checked.lua "$A/v1/tokens" >/dev/null
+wrk -t2 -c64 -d2s -s benches/wrk/checked.lua "$url" >/dev/null
 if [[ -n ${QUICK_NICE:-} ]]; then
     # After the warm-up: the pool has opened its connections by now.
     for task in /proc/"$PID"/task/*; do
@@ -44,18 +54,24 @@ if [[ -n ${QUICK_NICE:-} ]]; then
     done
 fi
 ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-t0=$(ticks)
-wrk -t2 -c64 -d"${secs}s" --latency -s benches/wrk/checked.lua "$A/v1/tokens" \
-    | grep -E 'Requests/sec|^ +(50|99)%'
-t1=$(ticks)
-awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$secs" \
-    'BEGIN { printf "server cores: %.2f\n", t / hz / s }'
+# measure URL [wrk options]: one load, with the server's CPU per request.
+measure() {
+    local t0 t1 out n
+    t0=$(ticks)
+    out=$(wrk -t2 -c64 -d"${secs}s" "${@:2}" -s benches/wrk/checked.lua "$1")
+    t1=$(ticks)
+    grep -E 'Requests/sec|^ +(50|99)%|WRK_RESULT' <<<"$out"
+    n=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <<<"$out")
+    awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$secs" -v n="$n" \
+        'BEGIN { printf "server cores: %.2f, server CPU per request: %.1f us\n", t / hz / s, t / hz / n * 1e6 }'
+}
+measure "$url" --latency
 curl -sf "$A/metrics" | awk '
     /^asapd_audit_batch_size_sum/ { bs = $2 } /^asapd_audit_batch_size_count/ { bc = $2 }
     /^asapd_audit_write_seconds_sum/ { ws = $2 }
     END { if (bc) printf "audit: %.1f events per commit, %.2f ms per commit\n", bs / bc, ws / bc * 1000 }'
 if [[ -n ${QUICK_HEALTHZ:-} ]]; then
     echo "GET /healthz, same server:"
-    BENCH_METHOD=GET BENCH_BODY= BENCH_AUTH= BENCH_EXPECT='"ok"' \
-        wrk -t2 -c64 -d"${secs}s" -s benches/wrk/checked.lua "$A/healthz" | grep -E 'Requests/sec'
+    BENCH_METHOD=GET BENCH_BODY= BENCH_AUTH= BENCH_EXPECT='"ok"' BENCH_CONTENT_TYPE= \
+        measure "$A/healthz"
 fi

@@ -8,6 +8,9 @@
 #   token_caller ALG      a caller granted svc-b with ALG, rate limit out of the
 #                         way; exports the BENCH_* that wrk/checked.lua reads
 #   admin_post PATH JSON  POST as admin, prints the response body
+#   introspect_caller     after token_caller ES256: caller svc-b introspecting
+#                         one ES256 token issued for it, as in make bench;
+#                         exports the BENCH_* for POST /oauth2/introspect
 
 BIN=${SERVE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/asapd}
 [[ -x $BIN ]] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -54,4 +57,15 @@ token_caller() {
     export BENCH_METHOD=POST BENCH_BODY='{"audience": "svc-b"}' BENCH_EXPECT='"token":"ey'
     BENCH_AUTH="Basic $(printf '%s' "bench-tok:$secret" | base64 -w0)"
     export BENCH_AUTH
+}
+
+introspect_caller() {
+    local secret token
+    secret=$(admin_post /v1/admin/callers '{"name": "svc-b",
+        "rate_limit": {"per_second": 1000000, "burst": 1000000}}' | json client_secret)
+    token=$(curl -sf -H "Authorization: $BENCH_AUTH" -H 'content-type: application/json' \
+        -d '{"audience": "svc-b", "lifetime": 600}' "$A/v1/tokens" | json token)
+    export BENCH_METHOD=POST BENCH_BODY="token=$token" BENCH_EXPECT='"active":true'
+    export BENCH_CONTENT_TYPE=application/x-www-form-urlencoded
+    BENCH_AUTH="Basic $(printf '%s' "svc-b:$secret" | base64 -w0)"
 }

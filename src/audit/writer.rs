@@ -11,7 +11,9 @@
 //! waiter and only while the queue has room to spare; otherwise they are
 //! dropped and counted (`asapd_audit_dropped_total`), so a slow audit store
 //! cannot make them pile up in memory, nor crowd out the records that must
-//! commit before their request answers.
+//! commit before their request answers. A batch of such records alone
+//! gathers for a few milliseconds before its commit, so that under load
+//! they share full-sized commits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +37,11 @@ use crate::store::{audit as audit_store, Store, StoreError};
 const MAX_BATCH: usize = 256;
 /// Quiet time after which the writer gives its connection back.
 const IDLE: Duration = Duration::from_millis(100);
+/// How long a batch of records nobody waits for (introspection) gathers
+/// more before it is committed, and how often it looks for them: see
+/// [`Batch::gather`].
+const GATHER: Duration = Duration::from_millis(20);
+const GATHER_TICK: Duration = Duration::from_millis(1);
 /// Queue depth before writers wait, unless the settings say otherwise.
 pub use crate::config::audit::DEFAULT_QUEUE_CAPACITY as QUEUE;
 
@@ -178,6 +185,7 @@ async fn run(
         let Some(first) = first else { break };
         batch.push(first);
         batch.drain(&mut rx);
+        batch.gather(&mut rx, GATHER).await;
         if !batch.closed() {
             let now = pace.at(Instant::now());
             if let Some(deadline) = pacer.wait_until(now, batch.events.len()) {
@@ -245,6 +253,22 @@ impl Batch {
             }
         }
     }
+
+    /// While no request waits for this batch (introspection records only),
+    /// lets it fill for up to `window` ([`GATHER`]) before the commit. Each commit
+    /// costs the same whatever its size (an fsync, the pages it rewrites,
+    /// the thread hand-offs) and such records may be lost in a crash
+    /// anyway, so under load a full batch per commit is what they should
+    /// cost. The queue is looked at every [`GATHER_TICK`] rather than woken
+    /// for each record, and an event that someone waits for (a token's)
+    /// ends the gathering at the next look.
+    async fn gather(&mut self, rx: &mut mpsc::Receiver<Msg>, window: Duration) {
+        let deadline = Instant::now() + window;
+        while self.waiters.is_empty() && !self.closed() && Instant::now() < deadline {
+            tokio::time::sleep(GATHER_TICK).await;
+            self.drain(rx);
+        }
+    }
 }
 
 async fn commit(
@@ -268,4 +292,81 @@ async fn commit(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::audit_event::{action, Origin, Outcome};
+
+    fn event() -> AuditEvent {
+        AuditEvent::new(
+            &Origin::system(),
+            0,
+            action::TOKEN_INTROSPECTED,
+            Outcome::Success,
+        )
+    }
+
+    fn droppable() -> Msg {
+        Msg::Event(event(), None)
+    }
+
+    /// Gathers with a window no test outlives: only a waiter, a full batch
+    /// or a shutdown can end it; a broken rule fails here instead of hanging.
+    async fn gather_until_ended(batch: &mut Batch, rx: &mut mpsc::Receiver<Msg>) {
+        let forever = Duration::from_secs(3600);
+        tokio::time::timeout(Duration::from_secs(30), batch.gather(rx, forever))
+            .await
+            .expect("the gathering did not end");
+    }
+
+    #[tokio::test]
+    async fn droppable_records_gather_until_the_batch_is_full() {
+        let (tx, mut rx) = mpsc::channel(4 * MAX_BATCH);
+        let mut batch = Batch::default();
+        batch.push(droppable());
+        let sender = tokio::spawn(async move {
+            for _ in 0..MAX_BATCH + 10 {
+                tx.send(droppable()).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            tx
+        });
+        gather_until_ended(&mut batch, &mut rx).await;
+        assert_eq!(batch.events.len(), MAX_BATCH);
+        assert!(batch.waiters.is_empty());
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_record_someone_waits_for_ends_the_gathering() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = Batch::default();
+        batch.push(droppable());
+        tx.send(droppable()).await.unwrap();
+        let (done, _wait) = oneshot::channel();
+        tx.send(Msg::Event(event(), Some(done))).await.unwrap();
+        gather_until_ended(&mut batch, &mut rx).await;
+        assert_eq!(batch.events.len(), 3);
+        assert_eq!(batch.waiters.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_waiter_or_a_shutdown_does_not_gather() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut batch = Batch::default();
+        let (done, _wait) = oneshot::channel();
+        batch.push(Msg::Event(event(), Some(done)));
+        tx.send(droppable()).await.unwrap();
+        gather_until_ended(&mut batch, &mut rx).await;
+        assert_eq!(batch.events.len(), 1, "nothing taken: it commits as it is");
+
+        let mut batch = Batch::default();
+        batch.push(droppable());
+        let (stop, _stopped) = oneshot::channel();
+        batch.push(Msg::Shutdown(stop));
+        gather_until_ended(&mut batch, &mut rx).await;
+        assert_eq!(batch.events.len(), 1);
+    }
 }

@@ -36,8 +36,17 @@ pub async fn introspect(
         Ok(checked) => (Some(checked.claims.jti.clone()), None),
         Err(r) => (r.jti.clone(), Some(r.reason)),
     };
+    // The HTTP layer attributes the origin to the caller already: no copy
+    // of it per request then.
+    let attributed;
+    let origin = if origin.actor == caller {
+        origin
+    } else {
+        attributed = origin.as_actor(caller);
+        &attributed
+    };
     let mut event = AuditEvent::new(
-        &origin.as_actor(caller),
+        origin,
         state.clock.now_ms(),
         action::TOKEN_INTROSPECTED,
         Outcome::Success,
@@ -47,7 +56,7 @@ pub async fn introspect(
         "active": found.is_ok(),
         "reason": reason,
         // Unverified when inactive: recorded as sent, shortened.
-        "kid": kid.map(|k| truncate(&k, 128)),
+        "kid": kid.map(|k| if k.len() <= 128 { k } else { truncate(&k, 128) }),
     }));
     if let Some(jti) = &jti {
         event = event.target(format!("jti:{jti}"));

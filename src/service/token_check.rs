@@ -22,11 +22,40 @@ use crate::state::AppState;
 pub use crate::domain::claims::LEEWAY_SECS;
 
 /// `aud`: one audience as a string, several as a list.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Aud {
     One(String),
     Many(Vec<String>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, which buffers the value and
+/// copies its strings before trying each shape: every introspection reads
+/// an `aud`. Accepts exactly what the untagged enum did.
+impl<'de> Deserialize<'de> for Aud {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Aud;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Aud, E> {
+                Ok(Aud::One(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Aud, E> {
+                Ok(Aud::One(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Aud, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(one) = seq.next_element::<String>()? {
+                    all.push(one);
+                }
+                Ok(Aud::Many(all))
+            }
+        }
+        d.deserialize_any(Shape)
+    }
 }
 
 impl Aud {
@@ -155,7 +184,10 @@ async fn published(state: &AppState, kid: &str) -> Option<Arc<PublishedKey>> {
 /// ASAP: the kid belongs to the issuer; the token is valid now, was not
 /// issued in the future and lives at most an hour.
 fn asap_rules(kid: &str, claims: &Claims, now: i64) -> Result<(), &'static str> {
-    if !kid.starts_with(&format!("{}/", claims.iss)) {
+    let owned = kid
+        .strip_prefix(claims.iss.as_str())
+        .is_some_and(|rest| rest.starts_with('/'));
+    if !owned {
         return Err("its kid does not start with its issuer");
     }
     if claims.jti.is_empty() {
@@ -217,5 +249,11 @@ mod tests {
         let many: Aud = serde_json::from_str(r#"["svc-b","svc-c"]"#).unwrap();
         assert!(one.contains("svc-b") && !one.contains("svc-c"));
         assert!(many.contains("svc-c") && !many.contains("svc-a"));
+        let escaped: Aud = serde_json::from_str(r#""svc-\u0062""#).unwrap();
+        assert!(escaped.contains("svc-b"));
+        assert!(matches!(serde_json::from_str::<Aud>("[]"), Ok(Aud::Many(v)) if v.is_empty()));
+        for bad in ["1", "null", "{}", "[1]", r#"["a",null]"#, "true"] {
+            assert!(serde_json::from_str::<Aud>(bad).is_err(), "{bad}");
+        }
     }
 }

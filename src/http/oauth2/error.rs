@@ -1,6 +1,6 @@
 //! RFC 6749 §5.2 error answers, and how each refusal rule maps to one.
 
-use actix_web::http::header::{self, CacheControl, CacheDirective, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde::Serialize;
@@ -105,8 +105,8 @@ fn description_chars(text: &str) -> String {
         .collect()
 }
 
-pub(super) fn no_store() -> CacheControl {
-    CacheControl(vec![CacheDirective::NoStore])
+pub(super) fn no_store() -> (header::HeaderName, HeaderValue) {
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
 }
 
 pub(super) fn pragma() -> (header::HeaderName, HeaderValue) {
