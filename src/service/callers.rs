@@ -281,7 +281,8 @@ pub async fn delete(state: &AppState, origin: &Origin, name: &str) -> ServiceRes
     tx.commit().await.map_err(StoreError::from)?;
     state.callers.invalidate();
     state.federation.invalidate();
-    keys::refresh(state).await
+    keys::refresh_after_commit(state, action::CALLER_DELETED).await;
+    Ok(())
 }
 
 /// Refuses a change that would leave no admin able to sign in (enabled,

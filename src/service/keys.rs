@@ -337,7 +337,7 @@ async fn add(
             return Err(e);
         }
     };
-    refresh(state).await?;
+    refresh_after_commit(state, how).await;
     KeyInfo::try_from(&row)
 }
 
@@ -385,7 +385,7 @@ pub async fn rotate(
             row
         }
     };
-    refresh(state).await?;
+    refresh_after_commit(state, action::KEY_ROTATED).await;
     KeyInfo::try_from(&row)
 }
 
@@ -440,7 +440,7 @@ pub async fn revoke(
     }));
     audit::record_in(&mut tx, event).await?;
     tx.commit().await.map_err(StoreError::from)?;
-    refresh(state).await?;
+    refresh_after_commit(state, action::KEY_REVOKED).await;
     Ok((
         KeyInfo::try_from(&row)?,
         replacement.as_ref().map(KeyInfo::try_from).transpose()?,
@@ -468,6 +468,21 @@ pub async fn get(state: &AppState, kid: &Kid) -> ServiceResult<KeyInfo> {
 }
 
 /// Reloads the key ring after a committed change.
+/// Reloads the ring after a key change has committed. A reload that fails
+/// here (another replica sealed a key under a master key this one lacks)
+/// must not answer 500 for a change that is made: the client would retry
+/// it and make a second key or a second rotation. The change listener and
+/// the periodic refresh load the ring again; this logs why it could not now.
+pub async fn refresh_after_commit(state: &AppState, change: &'static str) {
+    if let Err(err) = refresh(state).await {
+        tracing::warn!(
+            error = ?err,
+            change,
+            "key ring reload after a committed change failed; the periodic refresh retries"
+        );
+    }
+}
+
 pub async fn refresh(state: &AppState) -> ServiceResult<()> {
     state
         .keyring

@@ -10,7 +10,7 @@ use asapd::crypto::MasterKey;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{assert_problem, fresh_database_url, is_postgres, require_postgres};
+use crate::helpers::{assert_problem, fresh_database_url, is_postgres, require_postgres, TestApp};
 use crate::process::{asapd, free_port, output_within, Server};
 use crate::restart::{assert_old_keys_sign, callers_under, pem, token, verify_with};
 
@@ -281,11 +281,10 @@ async fn wait_for_lock_wait(db: &str) {
     }
 }
 
-/// A replica with only the old master key cannot open a key another
-/// replica sealed under the new one: creating a caller there is refused
-/// with a 503 that says why, before anything is committed.
-#[tokio::test]
-async fn creating_a_caller_where_a_key_does_not_open_is_refused_before_commit() {
+/// Two replicas on one database: `old` holds only the original master
+/// key; `new` holds a new one, and the old one as a previous key (a master
+/// key rotation with one replica left behind).
+async fn replicas_on_two_master_keys() -> (TestApp, TestApp) {
     let old = crate::helpers::spawn_app().await;
     let key2 = MasterKey::generate_base64();
     let previous = old.master_key.clone();
@@ -294,6 +293,15 @@ async fn creating_a_caller_where_a_key_does_not_open_is_refused_before_commit() 
         s.previous_master_keys = vec![asapd::config::Redacted(previous)];
     })
     .await;
+    (old, new)
+}
+
+/// A replica with only the old master key cannot open a key another
+/// replica sealed under the new one: creating a caller there is refused
+/// with a 503 that says why, before anything is committed.
+#[tokio::test]
+async fn creating_a_caller_where_a_key_does_not_open_is_refused_before_commit() {
+    let (old, new) = replicas_on_two_master_keys().await;
     old.create_group("g-b", &["b"]).await;
     new.create_caller(serde_json::json!({"name": "svc-new", "groups": ["g-b"]}))
         .await;
@@ -310,4 +318,68 @@ async fn creating_a_caller_where_a_key_does_not_open_is_refused_before_commit() 
     assert!(detail.contains("master key"), "{problem}");
     let res = new.admin_get("/v1/admin/callers/svc-lost").await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "nothing was committed");
+}
+
+/// On that replica, key changes and a caller's deletion commit and answer
+/// as such: the ring reload that follows cannot open the other replica's
+/// key, which is logged, not answered with a 500 the client would retry
+/// (making a second key or a second rotation).
+#[tokio::test]
+async fn key_changes_where_a_key_does_not_open_answer_what_they_committed() {
+    let (old, new) = replicas_on_two_master_keys().await;
+    old.create_group("g-b", &["b"]).await;
+    let before = old
+        .create_caller(serde_json::json!({"name": "svc-old", "groups": ["g-b"]}))
+        .await;
+    let gone = old
+        .create_caller(serde_json::json!({"name": "svc-gone", "groups": ["g-b"]}))
+        .await;
+    assert!(gone["kid"].is_string());
+    new.create_caller(serde_json::json!({"name": "svc-new", "groups": ["g-b"]}))
+        .await;
+
+    let post = |path: &str| {
+        old.admin(reqwest::Method::POST, path)
+            .json(&serde_json::json!({}))
+    };
+    let added = post("/v1/admin/callers/svc-old/keys").send().await.unwrap();
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let added: serde_json::Value = added.json().await.unwrap();
+    let rotated = post("/v1/admin/callers/svc-old/keys/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let kid = before["kid"].as_str().unwrap();
+    let revoked = post(&format!("/v1/admin/keys/{kid}/revoke"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let deleted = old
+        .admin(reqwest::Method::DELETE, "/v1/admin/callers/svc-gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    // Each change is there, seen from the other replica.
+    let keys: serde_json::Value = new
+        .admin_get("/v1/admin/callers/svc-old/keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let state_of = |kid: &str| {
+        keys.as_array()
+            .or_else(|| keys["keys"].as_array())
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .map(|k| k["state"].clone())
+    };
+    assert!(state_of(added["kid"].as_str().unwrap()).is_some(), "{keys}");
+    assert_eq!(state_of(kid), Some(serde_json::json!("revoked")), "{keys}");
+    let res = new.admin_get("/v1/admin/callers/svc-gone").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
