@@ -4,6 +4,7 @@
 //! this module; retention is a use case (`service::audit_retention`).
 
 pub mod error;
+mod fold;
 pub mod pacing;
 pub mod query;
 pub mod writer;

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::AuditError;
+use super::fold::Folds;
 use super::pacing::{PaceClock, Pacer};
 use crate::clock::Clock;
 use crate::config::CommitPacing;
@@ -196,20 +197,20 @@ async fn run(
         }
         if !batch.events.is_empty() {
             let started = Instant::now();
-            let result = commit(&store, &mut conn, &batch.events).await;
+            let result = commit(&store, &mut conn, batch.rows()).await;
             let took = started.elapsed();
             pacer.committed(pace.at(started), batch.events.len(), took);
             metrics.audit_write_seconds.observe(took.as_secs_f64());
-            metrics.audit_batch_size.observe(batch.events.len() as f64);
+            metrics.audit_batch_size.observe(batch.taken as f64);
             let result = result.map_err(|e| {
                 metrics.audit_write_failures.inc();
-                tracing::error!(error = %Chain(&e), events = batch.events.len(), "audit commit failed");
+                tracing::error!(error = %Chain(&e), events = batch.taken, "audit commit failed");
                 Arc::new(e)
             });
             for done in batch.waiters.drain(..) {
                 let _ = done.send(result.clone().map_err(AuditError::Unavailable));
             }
-            batch.events.clear();
+            batch.committed();
         }
         if let Some(done) = batch.shutdown.take() {
             drop(conn.take());
@@ -223,6 +224,10 @@ async fn run(
 #[derive(Default)]
 struct Batch {
     events: Vec<AuditEvent>,
+    /// Records taken, folded ones included: what [`MAX_BATCH`] bounds, so
+    /// a folded row's list of request ids is bounded too.
+    taken: usize,
+    folds: Folds,
     waiters: Vec<Waiter>,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -230,9 +235,16 @@ struct Batch {
 impl Batch {
     fn push(&mut self, msg: Msg) {
         match msg {
-            Msg::Event(e, done) => {
+            Msg::Event(e, None) => {
+                self.taken += 1;
+                if let Some(e) = self.folds.fold(&self.events, e) {
+                    self.events.push(e);
+                }
+            }
+            Msg::Event(e, Some(done)) => {
+                self.taken += 1;
                 self.events.push(e);
-                self.waiters.extend(done);
+                self.waiters.push(done);
             }
             Msg::Shutdown(done) => self.shutdown = Some(done),
         }
@@ -241,7 +253,18 @@ impl Batch {
     /// Whether the batch takes nothing more: full, or shutting down (what
     /// was queued before the shutdown is committed, nothing after it).
     fn closed(&self) -> bool {
-        self.events.len() >= MAX_BATCH || self.shutdown.is_some()
+        self.taken >= MAX_BATCH || self.shutdown.is_some()
+    }
+
+    /// The rows to commit, repeats folded in.
+    fn rows(&mut self) -> &[AuditEvent] {
+        self.folds.apply(&mut self.events);
+        &self.events
+    }
+
+    fn committed(&mut self) {
+        self.events.clear();
+        self.taken = 0;
     }
 
     /// Takes what is already queued.
@@ -334,7 +357,8 @@ mod tests {
             tx
         });
         gather_until_ended(&mut batch, &mut rx).await;
-        assert_eq!(batch.events.len(), MAX_BATCH);
+        assert_eq!(batch.taken, MAX_BATCH);
+        assert_eq!(batch.events.len(), 1, "identical records fold into one row");
         assert!(batch.waiters.is_empty());
         drop(sender.await.unwrap());
     }
@@ -348,7 +372,8 @@ mod tests {
         let (done, _wait) = oneshot::channel();
         tx.send(Msg::Event(event(), Some(done))).await.unwrap();
         gather_until_ended(&mut batch, &mut rx).await;
-        assert_eq!(batch.events.len(), 3);
+        assert_eq!(batch.taken, 3);
+        assert_eq!(batch.events.len(), 2, "the droppable pair folded");
         assert_eq!(batch.waiters.len(), 1);
     }
 

@@ -202,6 +202,28 @@ impl AuditEvent {
         self
     }
 
+    /// Whether identical records of this kind, nobody waiting for their
+    /// commit, may be stored as one row with a count (`audit::fold`): the
+    /// reads a verifier repeats for every request it serves. A resource
+    /// server introspecting its callers' tokens asks about the same token
+    /// many times a second; one row per ask would fill the log (and any
+    /// retention by count) with copies.
+    pub fn folds(&self) -> bool {
+        self.action == action::TOKEN_INTROSPECTED
+    }
+
+    /// Whether `other` records the same fact: everything but the time and
+    /// the request it came in.
+    pub fn same_fact(&self, other: &AuditEvent) -> bool {
+        self.action == other.action
+            && self.outcome == other.outcome
+            && self.actor == other.actor
+            && self.source_ip == other.source_ip
+            && self.target == other.target
+            && self.issued == other.issued
+            && self.detail == other.detail
+    }
+
     /// The token a `token.issued` record is about: its jti and `exp`.
     pub fn issued(mut self, jti: &str, expires_at: i64) -> Self {
         self.issued = Some((jti.to_owned(), expires_at));

@@ -68,14 +68,16 @@ pub async fn insert_batch(conn: &mut Conn, events: &[AuditEvent]) -> StoreResult
             .bind(e.at_ms)
             .bind(e.action)
             .bind(e.outcome.as_str())
-            .bind(e.actor.clone())
-            .bind(e.source_ip.clone())
-            .bind(e.request_id.clone())
-            .bind(e.target.clone())
+            // Borrowed: the Any driver copies each value once as it is
+            // bound, so an owned copy here would be a second one.
+            .bind(e.actor.as_str())
+            .bind(e.source_ip.as_deref())
+            .bind(e.request_id.as_deref())
+            .bind(e.target.as_deref())
             // Not `Value::to_string`: Display escapes through the fmt
             // machinery, twice as dear on the writer's thread.
             .bind(serde_json::to_string(&e.detail).unwrap_or_default())
-            .bind(e.issued.as_ref().map(|(jti, _)| jti.clone()))
+            .bind(e.issued.as_ref().map(|(jti, _)| jti.as_str()))
             .bind(e.issued.as_ref().map(|(_, exp)| *exp));
     }
     q.execute(conn).await?;

@@ -68,7 +68,15 @@ impl TestApp {
         let deadline = Instant::now() + Duration::from_secs(10);
         let record = loop {
             let events = self.audit("action=token.introspected").await;
-            if let Some(e) = events.into_iter().find(|e| e["request_id"] == id) {
+            // Repeats of one answer within a commit share a row that lists
+            // every request id (README, "Introspection and revocation").
+            let names = |e: &Value| {
+                e["request_id"] == id
+                    || e["detail"]["request_ids"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|r| *r == id))
+            };
+            if let Some(e) = events.into_iter().find(names) {
                 break e;
             }
             assert!(Instant::now() < deadline, "{reason}: not audited in 10 s");
@@ -744,4 +752,79 @@ async fn a_revocation_notification_is_applied_without_a_reload() {
         replica.introspect(&b, tokens[1]).await == json!({"active": false})
     })
     .await;
+}
+
+/// A resource server asks about one token for every request it serves.
+/// Repeats of one answer within a commit are one row that counts them and
+/// lists every request id (the row's own first): none is lost or counted
+/// twice, and the log does not grow by a row per ask.
+#[tokio::test]
+async fn repeated_introspections_fold_into_one_counted_record() {
+    let (app, _, _, _) = setup(Clock::System).await;
+    let b = app
+        .caller(
+            "svc-d",
+            json!({"rate_limit": {"per_second": 10000, "burst": 10000}}),
+        )
+        .await;
+    let a_for_d = app.caller_granted("svc-e", &["svc-d"]).await;
+    let token = app
+        .issued(&a_for_d, json!({"audience": "svc-d", "lifetime": 60}))
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    const ASKS: usize = 64;
+    let body = format!("token={token}");
+    let answers = futures_util::future::join_all(
+        (0..ASKS).map(|_| app.oauth2_form("/oauth2/introspect", &b, &body)),
+    )
+    .await;
+    let mut asked: Vec<String> = answers
+        .iter()
+        .map(|res| {
+            assert_eq!(res.status(), StatusCode::OK);
+            res.headers()["x-request-id"].to_str().unwrap().to_owned()
+        })
+        .collect();
+    let counted = |rows: &[Value]| -> u64 {
+        rows.iter()
+            .map(|r| r["detail"]["count"].as_u64().unwrap_or(1))
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = app.audit("action=token.introspected&actor=svc-d").await;
+        if counted(&rows) >= ASKS as u64 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {ASKS} recorded",
+            counted(&rows)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(counted(&rows), ASKS as u64, "{rows:#?}");
+    let mut listed = vec![];
+    for row in &rows {
+        assert_eq!(row["detail"]["active"], true);
+        match row["detail"]["request_ids"].as_array() {
+            Some(ids) => {
+                assert_eq!(ids[0], row["request_id"], "{row}");
+                assert_eq!(ids.len() as u64, row["detail"]["count"].as_u64().unwrap());
+                assert!(row["detail"]["last_at_ms"].is_i64(), "{row}");
+                listed.extend(ids.iter().map(|id| id.as_str().unwrap().to_owned()));
+            }
+            None => listed.push(row["request_id"].as_str().unwrap().to_owned()),
+        }
+    }
+    listed.sort();
+    asked.sort();
+    assert_eq!(listed, asked, "every request id once");
+    assert!(
+        rows.len() < ASKS,
+        "{ASKS} asks at once were not folded: {} rows",
+        rows.len()
+    );
 }
