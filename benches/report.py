@@ -296,6 +296,10 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
     verdicts.append((f"introspection ≥ 0.75 of its ceiling on {db_label}", text, ok))
     vs, _ = ratio(i, t, 1.0)
     add(f"| same, against ES256 issuance on this server | | | | | | | {vs} | |")
+    d = wrk(f"introspect-distinct-{db}")
+    if d is not None and verify_all and h is not None and not h["errors"] and not d["errors"]:
+        row(f"same, 2,048 distinct tokens in turn (audit rows not folded), {db_label}", d,
+            f"{d['rps'] / ceiling_of(h['rps'], verify_all):.2f} of the same ceiling")
 if verify_all:
     add("")
     add("Introspection's ceiling = 1/(1/healthz_rate + 1/verify_rate): the same server's "

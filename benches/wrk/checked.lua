@@ -4,6 +4,9 @@
 -- Environment (read by each wrk thread):
 --   BENCH_METHOD  GET (default) or POST
 --   BENCH_BODY    request body (POST)
+--   BENCH_BODIES  instead, a file of request bodies, one per line, sent in
+--                 turn (each thread from its own place in the list), e.g.
+--                 many distinct tokens to introspect (benches/tokens_file.py)
 --   BENCH_CONTENT_TYPE  its type (default application/json)
 --   BENCH_AUTH    value of the Authorization header, if any
 --   BENCH_EXPECT  a substring every 200 body must contain (plain match)
@@ -30,8 +33,12 @@ if extra and extra ~= "" then
 end
 
 wrk.method = method
+local bodies = os.getenv("BENCH_BODIES")
+if bodies == "" then bodies = nil end
 if body and body ~= "" then
   wrk.body = body
+end
+if wrk.body or bodies then
   wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/json"
 end
 if auth and auth ~= "" then
@@ -42,7 +49,28 @@ end
 -- done() can sum the per-thread counters.
 local threads = {}
 function setup(thread)
+  thread:set("thread_no", #threads)
   table.insert(threads, thread)
+end
+
+-- With BENCH_BODIES, every request is formatted once here and request()
+-- hands them out in turn. Without it request() stays undefined: wrk then
+-- sends its one static request, as every other load does.
+if bodies then
+  local requests, turn = {}, 0
+  function init(args)
+    for line in io.lines(bodies) do
+      if line ~= "" then
+        requests[#requests + 1] = wrk.format(nil, nil, nil, line)
+      end
+    end
+    assert(#requests > 0, "BENCH_BODIES " .. bodies .. " holds no body")
+    turn = (thread_no or 0) * math.floor(#requests / 2) % #requests
+  end
+  function request()
+    turn = turn % #requests + 1
+    return requests[turn]
+  end
 end
 
 -- Per-thread state (each thread has its own Lua state).
