@@ -127,8 +127,12 @@ async fn a_change_on_one_replica_applies_on_the_other() {
 async fn a_secret_revoked_on_one_replica_stops_working_on_the_other() {
     let (a, b) = two_replicas().await;
     let caller = a.caller_granted("svc-a", &["svc-b"]).await;
-    // Cached on B now.
-    assert_eq!(token_on(&b, &caller).await.0, StatusCode::OK);
+    // B issues for it once the change notification has brought the
+    // caller's key into B's ring (a 503 until then), and caches it.
+    eventually("caller created on A issues on B", || async {
+        token_on(&b, &caller).await.0 == StatusCode::OK
+    })
+    .await;
     let secrets = a.admin_get_json("/v1/admin/callers/svc-a/secrets").await;
     let id = secrets[0]["id"].as_str().unwrap();
     let res = a
