@@ -287,28 +287,49 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
     verdicts.append((f"federated authentication ≥ 0.7 of the secret path on {db_label}", text, ok))
 # Introspection against its own ceiling, 1/(1/healthz + 1/verify_rate) with
 # the same server's /healthz rate and the ES256 verify rate of asapd's kept
-# verifier on all cores (benches/sign.rs), both from this run; and, as
-# before, against ES256 issuance on the same server.
+# verifier on all cores (benches/sign.rs), both measured right before the
+# load (healthz-next-DB, verify-DB.json; runs before 2026-12-02 have only
+# the run's first ones); and, as before, against ES256 issuance on the same
+# server.
 verify_all = sign.get("ES256_verify_kept_all_cores")
 verify_cpu = sign.get("ES256_verify_kept_all_cores_per_cpu_s")
-wrk_costs = []
+wrk_costs, first_refs = [], []
+
+
+def preempted(r):
+    c = r.get("cpu") or {}
+    n = c.get("server_preempted")
+    return n / r["requests"] if n is not None and r["requests"] else None
+
+
 for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
-    i, t, h = wrk(f"introspect-{db}"), wrk(f"token-{db}-ES256"), health[db]
+    i, t = wrk(f"introspect-{db}"), wrk(f"token-{db}-ES256")
     if i is None:
         continue
+    h = wrk(f"healthz-next-{db}") or health[db]
+    v = load_json(f"verify-{db}.json") or sign
+    v_all, v_cpu = v.get("ES256_verify_kept_all_cores"), v.get("ES256_verify_kept_all_cores_per_cpu_s")
     label = f"`POST /oauth2/introspect` (ES256 token), {db_label}"
-    if verify_all and h is not None and not h["errors"] and not i["errors"]:
-        c = ceiling_of(h["rps"], verify_all)
+    if v_all and h is not None and not h["errors"] and not i["errors"]:
+        c = ceiling_of(h["rps"], v_all)
         x = i["rps"] / c
         text, ok = f"**{x:.2f}** of the ceiling, {c:,.0f}", x >= 0.75
         # The same comparison in the server's CPU alone: /healthz's CPU plus
         # one verify's, against an introspection's. What separates it from
         # the ratio above is mostly wrk's own CPU per request (noted below).
-        vcpu, ci, chh = verify_cpu, cpu_us(i), cpu_us(h)
-        if vcpu and ci and chh:
-            text += f" (by server CPU/request: {(chh + 1e6 / vcpu) / ci:.2f})"
-            wrk_costs.append(f"{db_label}: {wrk_us(i):.1f} µs per introspection, "
-                             f"{wrk_us(h):.1f} µs per `/healthz`")
+        ci, chh = cpu_us(i), cpu_us(h)
+        if v_cpu and ci and chh:
+            text += f" (by server CPU/request: {(chh + 1e6 / v_cpu) / ci:.2f})"
+            cost = (f"{db_label}: {wrk_us(i):.1f} µs per introspection, "
+                    f"{wrk_us(h):.1f} µs per `/healthz`")
+            pi, ph = preempted(i), preempted(h)
+            if pi is not None and ph is not None:
+                cost += f"; the server preempted {pi:.2f} times per introspection, {ph:.2f} per `/healthz`"
+            wrk_costs.append(cost)
+        h0 = health[db]
+        if (h is not health[db] or v is not sign) and verify_all and h0 is not None and not h0["errors"]:
+            c0 = ceiling_of(h0["rps"], verify_all)
+            first_refs.append(f"{db_label} {i['rps'] / c0:.2f} of {c0:,.0f}")
     else:
         text, ok = ("invalid (errors)" if i["errors"] else "n/a"), False
     row(label, i, text, "≥ 0.75 of ceiling")
@@ -316,23 +337,31 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
     vs, _ = ratio(i, t, 1.0)
     add(f"| same, against ES256 issuance on this server | | | | | | | {vs} | |")
     d = wrk(f"introspect-distinct-{db}")
-    if d is not None and verify_all and h is not None and not h["errors"] and not d["errors"]:
+    if d is not None and v_all and h is not None and not h["errors"] and not d["errors"]:
         row(f"same, 2,048 distinct tokens in turn (audit rows not folded), {db_label}", d,
-            f"{d['rps'] / ceiling_of(h['rps'], verify_all):.2f} of the same ceiling")
+            f"{d['rps'] / ceiling_of(h['rps'], v_all):.2f} of the same ceiling")
 if verify_all:
     add("")
     add("Introspection's ceiling = 1/(1/healthz_rate + 1/verify_rate): the same server's "
         "`/healthz` rate and the ES256 verify rate of asapd's kept verifier "
         f"(`crypto::jws::JwsVerifier`, split, verify, parse the claims) on all {n_cores} cores "
-        f"at once ({fmt_rate(verify_all)}/s; one thread {fmt_rate(sign.get('ES256_verify_kept'))}/s, "
+        "at once, both measured right before the introspection load (the run's first ones: "
+        f"verify {fmt_rate(verify_all)}/s; one thread {fmt_rate(sign.get('ES256_verify_kept'))}/s, "
         f"jsonwebtoken `decode`, key re-parsed per call, one thread "
-        f"{fmt_rate(sign.get('ES256_verify_jwt'))}/s), both from this run.")
+        f"{fmt_rate(sign.get('ES256_verify_jwt'))}/s).")
+    if first_refs:
+        add("")
+        add("Against the run's first `/healthz` and verify rates, measured minutes earlier, "
+            "the same introspection rates read: " + "; ".join(first_refs) + ".")
     if wrk_costs:
         add("")
         add("wrk's own CPU per request, on the same cores (" + "; ".join(wrk_costs) + "): the "
             "ceiling counts the load generator's cost at `/healthz`'s, so an introspection's "
             "larger request and answer, and the wake-ups of a slower rate, weigh on its ratio "
-            "though they are not the server's; the server-CPU ratio leaves them out.")
+            "though they are not the server's; the server-CPU ratio leaves them out. Each "
+            "preemption is wrk, woken by an answer, taking the core from a server thread "
+            "in the middle of a request: an introspection holds its core for a whole verify, "
+            "so it is caught far more often than a `/healthz`.")
 add("")
 if ceilings:
     if have_all_cores:

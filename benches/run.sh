@@ -248,6 +248,21 @@ ticks() {
     echo "$t"
 }
 
+# preempted PID...: involuntary context switches of these processes' threads
+# so far: how often a thread ready to go on was pushed off its core (by wrk,
+# on shared cores).
+preempted() {
+    local n=0 p f v
+    for p in "$@"; do
+        for f in /proc/"$p"/task/*/status; do
+            # A thread may end between the glob and the read.
+            v=$(awk '/^nonvoluntary_ctxt_switches/ {n = $2} END {print n + 0}' "$f" 2>/dev/null) || true
+            n=$((n + ${v:-0}))
+        done
+    done
+    echo "$n"
+}
+
 # load NAME TARGET URL [VAR=value ...]: a warm-up, then the measured wrk run
 # with benches/wrk/checked.lua checking every response. TARGET (asapd or
 # nginx) is the server whose CPU is counted; VARs go to the Lua script.
@@ -261,22 +276,25 @@ load() {
         nginx) srv=$(tree "$NGINX_PID") ;;
     esac
     m0=$(machine_ticks) s0=$(ticks $srv) d0=$(ticks $(tree "$PG_PID")) wall0=$(date +%s.%N)
+    local p0 p1
+    p0=$(preempted $srv)
     local TIMEFORMAT='%U %S'
     { time env "$@" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
         -s benches/wrk/checked.lua "$url" >"$RES/$name.wrk"; } 2>"$RES/$name.time"
     m1=$(machine_ticks) s1=$(ticks $srv) d1=$(ticks $(tree "$PG_PID")) wall1=$(date +%s.%N)
+    p1=$(preempted $srv)
     grep '^WRK_RESULT ' "$RES/$name.wrk" | sed 's/^WRK_RESULT //' >"$RES/$name.json"
     # Cores used on average during the measured run, per consumer.
     awk -v hz="$HZ" -v m0="$m0" -v m1="$m1" -v s="$((s1 - s0))" -v d="$((d1 - d0))" \
-        -v w0="$wall0" -v w1="$wall1" -v wrk="$(tail -n1 "$RES/$name.time")" '
+        -v w0="$wall0" -v w1="$wall1" -v wrk="$(tail -n1 "$RES/$name.time")" -v pre="$((p1 - p0))" '
         BEGIN {
             split(m0, a, " "); split(m1, b, " "); split(wrk, c, " ")
             wall = w1 - w0
             busy = (b[1] - a[1]) / hz; steal = (b[2] - a[2]) / hz
             server = s / hz; db = d / hz; load = c[1] + c[2]
             other = busy - server - db - load; if (other < 0) other = 0
-            printf "{\"wall_s\":%.2f,\"server_cores\":%.2f,\"db_cores\":%.2f,\"wrk_cores\":%.2f,\"other_cores\":%.2f,\"steal_cores\":%.2f}\n",
-                wall, server / wall, db / wall, load / wall, other / wall, steal / wall
+            printf "{\"wall_s\":%.2f,\"server_cores\":%.2f,\"db_cores\":%.2f,\"wrk_cores\":%.2f,\"other_cores\":%.2f,\"steal_cores\":%.2f,\"server_preempted\":%d}\n",
+                wall, server / wall, db / wall, load / wall, other / wall, steal / wall, pre
         }' >"$RES/$name.cpu"
     cat "$RES/$name.json" "$RES/$name.cpu" >&2
 }
@@ -312,9 +330,15 @@ setup_callers() {
 
 # introspect DB: POST /oauth2/introspect by svc-b of one ES256 token for it,
 # on the server that just measured issuance: report.py divides this rate by
-# 1/(1/healthz + 1/ES256 verify on all cores), both from this run.
+# 1/(1/healthz + 1/ES256 verify on all cores), both measured just before.
 introspect() {
     local db=$1 token
+    # The ceiling's two rates again, right before the load it judges: the
+    # machine's speed drifts by ±15 % from minute to minute, and the run's
+    # first figures are minutes old by now. report.py uses these (and says
+    # what the run's first ones would have given).
+    $CARGO bench --locked --bench sign -- --secs 2 --verify-only >"$RES/verify-$db.json"
+    load "healthz-next-$db" asapd "$SERVER_URL/healthz" BENCH_EXPECT='"ok"'
     token=$(curl -ks -u "bench-es256:$SECRET_ES256" -H 'content-type: application/json' \
         -d '{"audience": "svc-b", "lifetime": 600}' "$SERVER_URL/v1/tokens" | json token) \
         || die "no token to introspect"

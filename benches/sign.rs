@@ -34,7 +34,12 @@
 //! own CPU time, summed over threads); `threads` (1, the one-thread
 //! variants) and `all_cores_threads` (N).
 //!
-//! Usage: cargo bench --bench sign [-- --secs 2]
+//! Usage: cargo bench --bench sign [-- --secs 2] [--verify-only]
+//!
+//! `--verify-only` measures the ES256 verification rates alone: `make
+//! bench` takes them again right before each introspection load, so that
+//! introspection's ceiling comes from the same minute as the load it
+//! judges (this machine's speed drifts by ±15 % from minute to minute).
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -233,6 +238,14 @@ fn main() {
     out.insert("threads".into(), json!(1));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     out.insert("all_cores_threads".into(), json!(cores));
+    if std::env::args().any(|a| a == "--verify-only") {
+        let pair = KeyPair::generate(Algorithm::ES256).expect("key generation");
+        let public = pair.public.clone();
+        let signer = JwsSigner::new("bench-caller/es256-key".into(), pair);
+        verify_rates(&mut out, secs, cores, &signer, &public);
+        println!("{}", serde_json::Value::Object(out));
+        return;
+    }
 
     for algorithm in [Algorithm::ES256, Algorithm::RS256] {
         let pair = KeyPair::generate(algorithm).expect("key generation");

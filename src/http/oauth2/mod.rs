@@ -122,11 +122,11 @@ fn is_form(req: &HttpRequest) -> bool {
 /// and secrets never hold a space, so a `+` is only a space when the client
 /// encoded: with no `%` escape in sight, it is taken literally (a caller
 /// named `svc+a` works either way).
-fn basic_part(raw: &str) -> Option<String> {
+fn basic_part(raw: String) -> Option<String> {
     if raw.contains('%') {
-        form_decode(raw)
+        form_decode(&raw)
     } else {
-        Some(raw.to_owned())
+        Some(raw)
     }
 }
 
@@ -139,14 +139,12 @@ fn client_credentials(
     let invalid_client = |m: &str| OAuth2Error::new("invalid_client", StatusCode::UNAUTHORIZED, m);
     let basic = basic_credentials(req)
         .map_err(|e| invalid_client(&e.to_string()))?
-        .map(
-            |(id, secret)| match (basic_part(&id), basic_part(&secret)) {
-                (Some(name), Some(secret)) => Ok(ClientCredentials { name, secret }),
-                _ => Err(invalid_client(
-                    "the Basic credentials are not form-urlencoded",
-                )),
-            },
-        )
+        .map(|(id, secret)| match (basic_part(id), basic_part(secret)) {
+            (Some(name), Some(secret)) => Ok(ClientCredentials { name, secret }),
+            _ => Err(invalid_client(
+                "the Basic credentials are not form-urlencoded",
+            )),
+        })
         .transpose()?;
     match (basic, form.client_secret.take()) {
         (Some(_), Some(_)) => Err(OAuth2Error::invalid_request(
