@@ -36,12 +36,14 @@ exec "$INSTR_REAL" "$@"
 EOF
 chmod +x "$W/asapd"
 
+n=0
 for bin in "${bins[@]}"; do
+    n=$((n + 1))
     (
         export SERVE_BIN=$W/asapd INSTR_REAL=$bin INSTR_OUT=$W/callgrind.out
         source benches/serve.sh
         trap 'serve_stop' EXIT
-        serve_start "$W/run"
+        serve_start "$W/run-$n"
         # Under valgrind the server starts slower than serve.sh waits.
         for _ in $(seq 120); do curl -sf "$A/healthz" >/dev/null && break; sleep 0.5; done
         url=$A/healthz
@@ -62,7 +64,8 @@ for bin in "${bins[@]}"; do
         requests=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' "$W/wrk.txt")
         grep -q '"non200":0,"bad_body":0' "$W/wrk.txt" || { cat "$W/wrk.txt" >&2; exit 1; }
         callgrind_annotate --inclusive=yes --threshold=100 "$W/callgrind.out" 2>/dev/null \
-            | python3 -c '
+            >"$W/annotate.txt"
+        python3 -c '
 import re, sys
 bin, n = sys.argv[1], int(sys.argv[2])
 total = verify = 0
@@ -73,11 +76,11 @@ for line in sys.stdin:
     count = int(m.group(1).replace(",", ""))
     if "PROGRAM TOTALS" in line:
         total = count
-    elif re.search(r":asapd::crypto::jws::Jws::verify \[", line):
+    elif re.search(r"/crypto/jws\.rs:asapd::crypto::jws::Jws::verify( \[|$)", line.rstrip()):
         verify = max(verify, count)
 print(f"{bin}: {n} requests; per request {total / n:,.0f} instructions, "
       f"{verify / n:,.0f} in the verify, {(total - verify) / n:,.0f} outside it")
-' "$bin" "$requests"
+' "$bin" "$requests" <"$W/annotate.txt"
         rm -f "$W/callgrind.out"
     )
 done
