@@ -293,7 +293,7 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
 # server.
 verify_all = sign.get("ES256_verify_kept_all_cores")
 verify_cpu = sign.get("ES256_verify_kept_all_cores_per_cpu_s")
-wrk_costs, first_refs = [], []
+wrk_costs, refs = [], []
 
 
 def preempted(r):
@@ -306,9 +306,18 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
     i, t = wrk(f"introspect-{db}"), wrk(f"token-{db}-ES256")
     if i is None:
         continue
-    h = wrk(f"healthz-next-{db}") or health[db]
-    v = load_json(f"verify-{db}.json") or sign
+    # Each of the ceiling's rates was measured twice: at the start of the
+    # run and right before this load. A neighbour, a checkpoint or a slow
+    # minute only ever lowers a measured rate, so the ceiling takes the
+    # higher of each pair: the lower ratio.
+    hs = [r for r in (health[db], wrk(f"healthz-next-{db}")) if r is not None and not r["errors"]]
+    h = max(hs, key=lambda r: r["rps"]) if hs else None
+    vs_ = [d for d in (sign, load_json(f"verify-{db}.json")) if d and d.get("ES256_verify_kept_all_cores")]
+    v = max(vs_, key=lambda d: d["ES256_verify_kept_all_cores"]) if vs_ else {}
     v_all, v_cpu = v.get("ES256_verify_kept_all_cores"), v.get("ES256_verify_kept_all_cores_per_cpu_s")
+    if len(hs) == 2 or len(vs_) == 2:
+        refs.append(f"{db_label}: `/healthz` " + " and ".join(f"{fmt_rate(r['rps'])}/s" for r in hs)
+                    + ", verify " + " and ".join(f"{fmt_rate(d['ES256_verify_kept_all_cores'])}/s" for d in vs_))
     label = f"`POST /oauth2/introspect` (ES256 token), {db_label}"
     if v_all and h is not None and not h["errors"] and not i["errors"]:
         c = ceiling_of(h["rps"], v_all)
@@ -326,10 +335,6 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
             if pi is not None and ph is not None:
                 cost += f"; the server preempted {pi:.2f} times per introspection, {ph:.2f} per `/healthz`"
             wrk_costs.append(cost)
-        h0 = health[db]
-        if (h is not health[db] or v is not sign) and verify_all and h0 is not None and not h0["errors"]:
-            c0 = ceiling_of(h0["rps"], verify_all)
-            first_refs.append(f"{db_label} {i['rps'] / c0:.2f} of {c0:,.0f}")
     else:
         text, ok = ("invalid (errors)" if i["errors"] else "n/a"), False
     row(label, i, text, "≥ 0.75 of ceiling")
@@ -345,14 +350,12 @@ if verify_all:
     add("Introspection's ceiling = 1/(1/healthz_rate + 1/verify_rate): the same server's "
         "`/healthz` rate and the ES256 verify rate of asapd's kept verifier "
         f"(`crypto::jws::JwsVerifier`, split, verify, parse the claims) on all {n_cores} cores "
-        "at once, both measured right before the introspection load (the run's first ones: "
-        f"verify {fmt_rate(verify_all)}/s; one thread {fmt_rate(sign.get('ES256_verify_kept'))}/s, "
-        f"jsonwebtoken `decode`, key re-parsed per call, one thread "
-        f"{fmt_rate(sign.get('ES256_verify_jwt'))}/s).")
-    if first_refs:
-        add("")
-        add("Against the run's first `/healthz` and verify rates, measured minutes earlier, "
-            "the same introspection rates read: " + "; ".join(first_refs) + ".")
+        "at once (at the run's start: one thread "
+        f"{fmt_rate(sign.get('ES256_verify_kept'))}/s; jsonwebtoken `decode`, key re-parsed per "
+        f"call, one thread {fmt_rate(sign.get('ES256_verify_jwt'))}/s). Both rates are measured "
+        "at the run's start and again right before the introspection load; the ceiling takes "
+        "the higher of each pair, since interference only lowers a measured rate"
+        + (" (" + "; ".join(refs) + ")." if refs else "."))
     if wrk_costs:
         add("")
         add("wrk's own CPU per request, on the same cores (" + "; ".join(wrk_costs) + "): the "
