@@ -312,12 +312,12 @@ for db, db_label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
     # higher of each pair: the lower ratio.
     hs = [r for r in (health[db], wrk(f"healthz-next-{db}")) if r is not None and not r["errors"]]
     h = max(hs, key=lambda r: r["rps"]) if hs else None
-    vs_ = [d for d in (sign, load_json(f"verify-{db}.json")) if d and d.get("ES256_verify_kept_all_cores")]
-    v = max(vs_, key=lambda d: d["ES256_verify_kept_all_cores"]) if vs_ else {}
+    verifies = [d for d in (sign, load_json(f"verify-{db}.json")) if d and d.get("ES256_verify_kept_all_cores")]
+    v = max(verifies, key=lambda d: d["ES256_verify_kept_all_cores"]) if verifies else {}
     v_all, v_cpu = v.get("ES256_verify_kept_all_cores"), v.get("ES256_verify_kept_all_cores_per_cpu_s")
-    if len(hs) == 2 or len(vs_) == 2:
+    if len(hs) == 2 or len(verifies) == 2:
         refs.append(f"{db_label}: `/healthz` " + " and ".join(f"{fmt_rate(r['rps'])}/s" for r in hs)
-                    + ", verify " + " and ".join(f"{fmt_rate(d['ES256_verify_kept_all_cores'])}/s" for d in vs_))
+                    + ", verify " + " and ".join(f"{fmt_rate(d['ES256_verify_kept_all_cores'])}/s" for d in verifies))
     label = f"`POST /oauth2/introspect` (ES256 token), {db_label}"
     if v_all and h is not None and not h["errors"] and not i["errors"]:
         c = ceiling_of(h["rps"], v_all)
