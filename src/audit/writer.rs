@@ -13,7 +13,11 @@
 //! cannot make them pile up in memory, nor crowd out the records that must
 //! commit before their request answers. A batch of such records alone
 //! gathers for a few milliseconds before its commit, so that under load
-//! they share full-sized commits.
+//! they share full-sized commits. The writer sleeps through that gathering:
+//! it is woken (the queue's [`Notify`]) only by what ends it early, a
+//! record someone waits for, a full batch's worth queued, or a shutdown,
+//! never by each record, so a busy introspection load costs it a wake-up
+//! per commit rather than one per record or per millisecond.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::Any;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::error::AuditError;
@@ -39,10 +43,8 @@ const MAX_BATCH: usize = 256;
 /// Quiet time after which the writer gives its connection back.
 const IDLE: Duration = Duration::from_millis(100);
 /// How long a batch of records nobody waits for (introspection) gathers
-/// more before it is committed, and how often it looks for them: see
-/// [`Batch::gather`].
+/// more before it is committed: see [`Batch::gather`].
 const GATHER: Duration = Duration::from_millis(20);
-const GATHER_TICK: Duration = Duration::from_millis(1);
 /// Queue depth before writers wait, unless the settings say otherwise.
 pub use crate::config::audit::DEFAULT_QUEUE_CAPACITY as QUEUE;
 
@@ -54,16 +56,79 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Handle to the writer; cheap to clone.
+/// The senders' side of the writer's queue: the channel, and the bell that
+/// ends the writer's gathering early (see [`Batch::gather`]).
 #[derive(Clone)]
-pub struct Auditor {
+struct Queue {
     tx: mpsc::Sender<Msg>,
-    closed: Arc<AtomicBool>,
-    pace: PaceClock,
-    metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
     /// Free slots a droppable record leaves in the queue: room kept for the
     /// records requests wait for.
     reserve: usize,
+    /// Droppable records queued that are worth ending a gathering for: a
+    /// full batch, or half the room they may take in a small queue (past
+    /// it they are dropped, so gathering longer would lose some).
+    full: usize,
+}
+
+/// The writer's side of the queue.
+struct Inbox {
+    rx: mpsc::Receiver<Msg>,
+    wake: Arc<Notify>,
+}
+
+fn queue(capacity: usize) -> (Queue, Inbox) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let wake = Arc::new(Notify::new());
+    let reserve = capacity / 4;
+    let full = MAX_BATCH.min((capacity - reserve) / 2).max(1);
+    let inbox = Inbox {
+        rx,
+        wake: wake.clone(),
+    };
+    (
+        Queue {
+            tx,
+            wake,
+            reserve,
+            full,
+        },
+        inbox,
+    )
+}
+
+impl Queue {
+    fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Queues a message the writer must not sit on (an event someone waits
+    /// for, a shutdown), waiting for room, and rings. Err: the writer is gone.
+    async fn send(&self, msg: Msg) -> Result<(), ()> {
+        self.tx.send(msg).await.map_err(|_| ())?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues an event nobody waits for if more than `reserve` slots are
+    /// free; rings once a batch's worth is queued. False: not queued.
+    fn offer(&self, event: AuditEvent) -> bool {
+        let queued =
+            self.tx.capacity() > self.reserve && self.tx.try_send(Msg::Event(event, None)).is_ok();
+        if queued && self.queued() >= self.full {
+            self.wake.notify_one();
+        }
+        queued
+    }
+}
+
+/// Handle to the writer; cheap to clone.
+#[derive(Clone)]
+pub struct Auditor {
+    queue: Queue,
+    closed: Arc<AtomicBool>,
+    pace: PaceClock,
+    metrics: Arc<Metrics>,
 }
 
 impl Auditor {
@@ -85,16 +150,15 @@ impl Auditor {
         capacity: usize,
         clock: &Clock,
     ) -> (Self, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (queue, inbox) = queue(capacity);
         let pace = PaceClock::new(clock);
-        let task = tokio::spawn(run(store, metrics.clone(), pacing, pace.clone(), rx));
+        let task = tokio::spawn(run(store, metrics.clone(), pacing, pace.clone(), inbox));
         (
             Self {
-                tx,
+                queue,
                 closed: Arc::new(AtomicBool::new(false)),
                 pace,
                 metrics,
-                reserve: capacity / 4,
             },
             task,
         )
@@ -102,7 +166,7 @@ impl Auditor {
 
     /// Events queued for the writer, not yet taken into a batch.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.queue.queued()
     }
 
     /// Under a manual clock, hands commit pacing to it (see [`PaceClock`]):
@@ -123,7 +187,7 @@ impl Auditor {
             return Err(AuditError::Closed);
         }
         let (done, wait) = oneshot::channel();
-        self.tx
+        self.queue
             .send(Msg::Event(event, Some(done)))
             .await
             .map_err(|_| AuditError::Closed)?;
@@ -136,9 +200,7 @@ impl Auditor {
     /// request never waits on them, and nothing is spawned per record.
     pub fn record_or_drop(&self, event: AuditEvent) {
         let action = event.action;
-        let queued = !self.closed.load(Ordering::Acquire)
-            && self.tx.capacity() > self.reserve
-            && self.tx.try_send(Msg::Event(event, None)).is_ok();
+        let queued = !self.closed.load(Ordering::Acquire) && self.queue.offer(event);
         if !queued {
             self.metrics
                 .audit_dropped
@@ -152,7 +214,7 @@ impl Auditor {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Shutdown(done)).await.is_ok() {
+        if self.queue.send(Msg::Shutdown(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -163,8 +225,9 @@ async fn run(
     metrics: Arc<Metrics>,
     pacing: CommitPacing,
     pace: PaceClock,
-    mut rx: mpsc::Receiver<Msg>,
+    inbox: Inbox,
 ) {
+    let Inbox { mut rx, wake } = inbox;
     // Under load the writer keeps its connection from one batch to the next:
     // taking one from the pool costs a ping round trip, as much as a small
     // batch's insert. Idle, it gives it back, so a small pool is not short.
@@ -186,7 +249,7 @@ async fn run(
         let Some(first) = first else { break };
         batch.push(first);
         batch.drain(&mut rx);
-        batch.gather(&mut rx, GATHER).await;
+        batch.gather(&mut rx, &wake, GATHER).await;
         if !batch.closed() {
             let now = pace.at(Instant::now());
             if let Some(deadline) = pacer.wait_until(now, batch.events.len()) {
@@ -278,18 +341,27 @@ impl Batch {
     }
 
     /// While no request waits for this batch (introspection records only),
-    /// lets it fill for up to `window` ([`GATHER`]) before the commit. Each commit
-    /// costs the same whatever its size (an fsync, the pages it rewrites,
-    /// the thread hand-offs) and such records may be lost in a crash
-    /// anyway, so under load a full batch per commit is what they should
-    /// cost. The queue is looked at every [`GATHER_TICK`] rather than woken
-    /// for each record, and an event that someone waits for (a token's)
-    /// ends the gathering at the next look.
-    async fn gather(&mut self, rx: &mut mpsc::Receiver<Msg>, window: Duration) {
-        let deadline = Instant::now() + window;
-        while self.waiters.is_empty() && !self.closed() && Instant::now() < deadline {
-            tokio::time::sleep(GATHER_TICK).await;
+    /// lets it fill for up to `window` ([`GATHER`]) before the commit. Each
+    /// commit costs the same whatever its size (an fsync, the pages it
+    /// rewrites, the thread hand-offs) and such records may be lost in a
+    /// crash anyway, so under load a full batch per commit is what they
+    /// should cost.
+    ///
+    /// The writer sleeps until `wake` rings or the window ends, rather than
+    /// looking at the queue every millisecond: under load each look was a
+    /// thread woken, and on a busy machine a request preempted, a thousand
+    /// times a second. The senders ring it for what ends the gathering: an
+    /// event someone waits for (a token's), a shutdown, or enough
+    /// droppable records to fill the batch. A ring left over from earlier
+    /// only makes the writer look once more.
+    async fn gather(&mut self, rx: &mut mpsc::Receiver<Msg>, wake: &Notify, window: Duration) {
+        let deadline = tokio::time::Instant::now() + window;
+        while self.waiters.is_empty() && !self.closed() {
+            let rung = tokio::time::timeout_at(deadline, wake.notified()).await;
             self.drain(rx);
+            if rung.is_err() {
+                break;
+            }
         }
     }
 }
@@ -335,28 +407,30 @@ mod tests {
         Msg::Event(event(), None)
     }
 
-    /// Gathers with a window no test outlives: only a waiter, a full batch
-    /// or a shutdown can end it; a broken rule fails here instead of hanging.
-    async fn gather_until_ended(batch: &mut Batch, rx: &mut mpsc::Receiver<Msg>) {
+    /// Gathers with a window no test outlives: only what rings the queue's
+    /// bell (a waiter, a full batch, a shutdown) can end it; a sender that
+    /// forgets to ring fails here instead of hanging.
+    async fn gather_until_ended(batch: &mut Batch, inbox: &mut Inbox) {
         let forever = Duration::from_secs(3600);
-        tokio::time::timeout(Duration::from_secs(30), batch.gather(rx, forever))
+        let gathering = batch.gather(&mut inbox.rx, &inbox.wake, forever);
+        tokio::time::timeout(Duration::from_secs(30), gathering)
             .await
             .expect("the gathering did not end");
     }
 
     #[tokio::test]
     async fn droppable_records_gather_until_the_batch_is_full() {
-        let (tx, mut rx) = mpsc::channel(4 * MAX_BATCH);
+        let (queue, mut inbox) = queue(4 * MAX_BATCH);
         let mut batch = Batch::default();
         batch.push(droppable());
         let sender = tokio::spawn(async move {
             for _ in 0..MAX_BATCH + 10 {
-                tx.send(droppable()).await.unwrap();
+                assert!(queue.offer(event()), "room for every record");
                 tokio::task::yield_now().await;
             }
-            tx
+            queue
         });
-        gather_until_ended(&mut batch, &mut rx).await;
+        gather_until_ended(&mut batch, &mut inbox).await;
         assert_eq!(batch.taken, MAX_BATCH);
         assert_eq!(batch.events.len(), 1, "identical records fold into one row");
         assert!(batch.waiters.is_empty());
@@ -364,34 +438,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_record_someone_waits_for_ends_the_gathering() {
-        let (tx, mut rx) = mpsc::channel(16);
+    async fn a_small_queue_is_drained_while_gathering_so_nothing_is_dropped() {
+        // 16 slots, 4 kept for waited records: droppable ones would be
+        // dropped past 12 queued, so the writer is rung to take them at 6.
+        let (queue, mut inbox) = queue(16);
         let mut batch = Batch::default();
         batch.push(droppable());
-        tx.send(droppable()).await.unwrap();
-        let (done, _wait) = oneshot::channel();
-        tx.send(Msg::Event(event(), Some(done))).await.unwrap();
-        gather_until_ended(&mut batch, &mut rx).await;
+        let sender = tokio::spawn(async move {
+            for n in 1..=40 {
+                assert!(queue.offer(event()), "record {n} dropped");
+                tokio::task::yield_now().await;
+            }
+            let (done, wait) = oneshot::channel();
+            queue.send(Msg::Event(event(), Some(done))).await.unwrap();
+            (queue, wait)
+        });
+        gather_until_ended(&mut batch, &mut inbox).await;
+        let (queue, _wait) = sender.await.expect("no record dropped");
+        batch.drain(&mut inbox.rx);
+        assert_eq!(batch.taken, 42);
+        assert_eq!(queue.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_record_someone_waits_for_ends_the_gathering() {
+        let (queue, mut inbox) = queue(16);
+        let mut batch = Batch::default();
+        batch.push(droppable());
+        assert!(queue.offer(event()));
+        let sender = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let (done, wait) = oneshot::channel();
+            queue.send(Msg::Event(event(), Some(done))).await.unwrap();
+            (queue, wait)
+        });
+        gather_until_ended(&mut batch, &mut inbox).await;
         assert_eq!(batch.taken, 3);
         assert_eq!(batch.events.len(), 2, "the droppable pair folded");
         assert_eq!(batch.waiters.len(), 1);
+        drop(sender.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ends_the_gathering() {
+        let (queue, mut inbox) = queue(16);
+        let mut batch = Batch::default();
+        batch.push(droppable());
+        let sender = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let (stop, stopped) = oneshot::channel();
+            queue.send(Msg::Shutdown(stop)).await.unwrap();
+            (queue, stopped)
+        });
+        gather_until_ended(&mut batch, &mut inbox).await;
+        assert!(batch.shutdown.is_some());
+        drop(sender.await.unwrap());
     }
 
     #[tokio::test]
     async fn a_batch_with_a_waiter_or_a_shutdown_does_not_gather() {
-        let (tx, mut rx) = mpsc::channel(16);
+        let (queue, mut inbox) = queue(16);
         let mut batch = Batch::default();
         let (done, _wait) = oneshot::channel();
         batch.push(Msg::Event(event(), Some(done)));
-        tx.send(droppable()).await.unwrap();
-        gather_until_ended(&mut batch, &mut rx).await;
+        assert!(queue.offer(event()));
+        gather_until_ended(&mut batch, &mut inbox).await;
         assert_eq!(batch.events.len(), 1, "nothing taken: it commits as it is");
 
         let mut batch = Batch::default();
         batch.push(droppable());
         let (stop, _stopped) = oneshot::channel();
         batch.push(Msg::Shutdown(stop));
-        gather_until_ended(&mut batch, &mut rx).await;
+        gather_until_ended(&mut batch, &mut inbox).await;
         assert_eq!(batch.events.len(), 1);
     }
 }
